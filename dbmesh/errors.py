@@ -1,0 +1,171 @@
+"""One error hierarchy and one catalogue of stable codes, each mapped to MySQL and PostgreSQL error identities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """A stable catalogue entry: the identity an error keeps across releases and protocols."""
+
+    code: str  # stable dbmesh id, e.g. "DBM-1001"
+    template: str  # str.format template for the message
+    mysql_errno: int  # server-range MySQL error number (never 2000-2999 / 5000-5999: client-only ranges)
+    mysql_sqlstate: str
+    pg_sqlstate: str
+    description: str
+
+
+_CATALOGUE: dict[str, ErrorCode] = {}
+
+
+def _entry(code: str, template: str, mysql_errno: int, mysql_sqlstate: str, pg_sqlstate: str, description: str) -> ErrorCode:
+    entry = ErrorCode(code, template, mysql_errno, mysql_sqlstate, pg_sqlstate, description)
+    if code in _CATALOGUE:  # pragma: no cover - guarded at import time
+        raise RuntimeError(f"duplicate error code {code}")
+    _CATALOGUE[code] = entry
+    return entry
+
+
+# Protocol (client sent something we cannot accept). MySQL 1158/08S01 is the server's own "error reading packets".
+PROTOCOL_MALFORMED = _entry(
+    "DBM-1001", "malformed packet: {detail}", 1158, "08S01", "08P01",
+    "The client sent bytes that do not form a valid protocol message; the connection is closed.")
+PROTOCOL_PACKET_TOO_LARGE = _entry(
+    "DBM-1002", "got a packet bigger than the configured maximum of {limit} bytes", 1153, "08S01", "08P01",
+    "A client packet exceeded dbmesh.limits.maxPacketSize.")
+PROTOCOL_UNSUPPORTED_COMMAND = _entry(
+    "DBM-1003", "unsupported command {command}", 1047, "08S01", "0A000",
+    "The client used a protocol command dbmesh does not implement.")
+PROTOCOL_BAD_SEQUENCE = _entry(
+    "DBM-1004", "packets out of order: expected sequence id {expected}, got {got}", 1156, "08S01", "08P01",
+    "A packet arrived with a wrong sequence id.")
+PROTOCOL_UNKNOWN_STATEMENT = _entry(
+    "DBM-1005", "unknown prepared statement handler ({stmt_id}) given to {command}", 1243, "HY000", "26000",
+    "A prepared-statement command named a statement id this session never prepared.")
+# Authentication and connection admission.
+AUTH_ACCESS_DENIED = _entry(
+    "DBM-1101", "Access denied for user '{user}'@'{host}' (using password: {using_password})", 1045, "28000", "28P01",
+    "Wrong user or password.")
+AUTH_TIMEOUT = _entry(
+    "DBM-1102", "authentication not completed within {seconds} seconds", 1043, "08S01", "08006",
+    "The client did not finish the handshake within dbmesh.limits.authTimeoutSeconds.")
+AUTH_UNKNOWN_DATABASE = _entry(
+    "DBM-1103", "Unknown database '{database}'", 1049, "42000", "3D000",
+    "The client asked for a logical database that is not configured.")
+AUTH_TOO_MANY_CONNECTIONS = _entry(
+    "DBM-1104", "Too many connections (limit {limit})", 1040, "08004", "53300",
+    "dbmesh.limits.maxConnections client connections are already open.")
+AUTH_PLUGIN_UNSUPPORTED = _entry(
+    "DBM-1105", "authentication plugin '{plugin}' is not supported", 1251, "08004", "28000",
+    "The client or data source asked for an authentication method dbmesh does not implement.")
+AUTH_TLS_REQUIRED = _entry(
+    "DBM-1106", "{detail}", 1045, "28000", "28000",
+    "Full authentication needs TLS or an RSA key exchange that the client did not perform.")
+NO_DATABASE_SELECTED = _entry(
+    "DBM-1107", "No database selected", 1046, "3D000", "3D000",
+    "A statement needs a logical database and none is selected.")
+# Backend (data source) trouble.
+BACKEND_CONNECT_FAILED = _entry(
+    "DBM-1201", "cannot connect to data source '{data_source}': {detail}", 1105, "HY000", "08001",
+    "Opening a connection to a data source failed.")
+BACKEND_LOST = _entry(
+    "DBM-1202", "lost connection to data source '{data_source}' during a statement: {detail}", 1158, "08S01", "08006",
+    "The data source connection broke while it was serving a statement; the statement's outcome is unknown.")
+BACKEND_POOL_TIMEOUT = _entry(
+    "DBM-1203", "no connection to data source '{data_source}' became free within {seconds} seconds (pool size {size})",
+    1040, "08004", "53300",
+    "The data source's pool was exhausted for longer than connectionTimeoutMilliseconds.")
+BACKEND_PROTOCOL = _entry(
+    "DBM-1204", "data source '{data_source}' answered with an unexpected packet: {detail}", 1105, "HY000", "08P01",
+    "A data source broke the protocol.")
+# Session and statement.
+SESSION_HISTORY_LOST = _entry(
+    "DBM-1301", "{construct} refers to an earlier statement whose data source connection was given to another session; "
+    "run both statements in one transaction", 1105, "HY000", "55000",
+    "Connection multiplexing reassigned the backend connection, so per-connection history is gone.")
+SESSION_DATABASE_SWITCH_IN_TRANSACTION = _entry(
+    "DBM-1302", "cannot switch to logical database '{database}' on another data source inside a transaction", 1105, "HY000",
+    "25001", "USE of a database on another data source while a transaction or session state pins the connection.")
+SESSION_SHUTTING_DOWN = _entry(
+    "DBM-1303", "dbmesh is shutting down", 1053, "08S01", "57P01",
+    "The server is draining and refuses new statements.")
+STATEMENT_UNSUPPORTED = _entry(
+    "DBM-1304", "{construct} is not supported: {detail}", 1235, "42000", "0A000",
+    "A statement uses a construct dbmesh refuses rather than answer wrongly.")
+# Configuration.
+CONFIG_INVALID = _entry(
+    "DBM-1401", "{file}: {key}: {detail}", 1105, "HY000", "F0000",
+    "A configuration file is invalid.")
+# Unexpected: a bug in dbmesh. The message asks for a report rather than hiding the fault.
+BUG = _entry(
+    "DBM-1999", "[BUG] {detail}", 1105, "HY000", "XX000",
+    "An internal error; please report it with the log line that carries the same text.")
+
+
+def catalogue() -> dict[str, ErrorCode]:
+    """Every error code, keyed by its stable id (a copy: the catalogue is fixed at import time)."""
+    return dict(_CATALOGUE)
+
+
+class DbMeshError(Exception):
+    """Root of every error dbmesh raises on purpose; carries a catalogue entry and its message arguments."""
+
+    layer = "dbmesh"
+
+    def __init__(self, entry: ErrorCode, **args: Any) -> None:
+        self.entry = entry
+        self.args_map = args
+        try:
+            message = entry.template.format(**args)
+        except (KeyError, IndexError):  # a wrong call site must not hide the real error
+            message = f"{entry.template} {args!r}"
+        self.message = message
+        super().__init__(f"{entry.code} {message}")
+
+
+class ProtocolError(DbMeshError):
+    """The peer broke the wire protocol; the connection ends after the error is sent."""
+
+    layer = "protocol"
+
+
+class AuthError(DbMeshError):
+    """Authentication or admission failed; the connection ends after the error is sent."""
+
+    layer = "auth"
+
+
+class BackendError(DbMeshError):
+    """A data source could not be reached or broke during a statement."""
+
+    layer = "backend"
+
+
+class SessionError(DbMeshError):
+    """A statement cannot run in the session's current state."""
+
+    layer = "session"
+
+
+class ConfigError(DbMeshError):
+    """A configuration file or value is invalid; nothing starts half-configured."""
+
+    layer = "config"
+
+    def __init__(self, file: str, key: str, detail: str) -> None:
+        super().__init__(CONFIG_INVALID, file=file, key=key, detail=detail)
+        self.file = file
+        self.key = key
+        self.detail = detail
+
+
+class InternalError(DbMeshError):
+    """A [BUG]: an invariant broke. Rendered to clients as such, never as a bare traceback."""
+
+    layer = "internal"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(BUG, detail=detail)

@@ -1,0 +1,1 @@
+"""Protocol state machines (fed bytes, no asyncio) for the MySQL and PostgreSQL wire protocols."""

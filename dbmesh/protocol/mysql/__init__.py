@@ -1,0 +1,1 @@
+"""MySQL/MariaDB protocol: constants, packet codecs, authentication and the connection-phase state machines."""

@@ -1,0 +1,2 @@
+"""Client sessions: transaction and session state, statement classification, multiplexing decisions."""
+

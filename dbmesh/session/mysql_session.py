@@ -1,0 +1,510 @@
+"""A MySQL client session after authentication: command dispatch, session state, backend leasing and forwarding.
+
+Guarantees:
+- One command at a time; later client packets wait in order (clients may pipeline).
+- A backend connection serves one session at a time. A session keeps ("sticks to") its connection between
+  statements; while it holds no state that cannot be replayed, the pool may reclaim that connection for another
+  session (multiplexing). Replayable state (schema, known session variables) is re-applied on whichever
+  connection serves the session next; anything else pins the connection to the session until it ends or resets.
+- Result bytes are forwarded as the data source sent them; the scanner only finds where the response ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from dbmesh import errors
+from dbmesh._wire.mysql_framing import (
+    RESPONSE_FIELD_LIST,
+    RESPONSE_ONE_PACKET,
+    RESPONSE_PREPARE,
+    RESPONSE_RESULT,
+    RESPONSE_ROWS,
+    RESPONSE_SIMPLE,
+    build_packet,
+)
+from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
+from dbmesh.config import Database
+from dbmesh.protocol.mysql.constants import (
+    BACKEND_SHAPING_CAPABILITIES,
+    Capability,
+    ColumnType,
+    Command,
+    Status,
+)
+from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
+from dbmesh.session.classify import StatementInfo, classify
+
+if TYPE_CHECKING:
+    from dbmesh.backend.pool import MySQLPool
+    from dbmesh.server.mysql_frontend import MySQLFrontend
+    from dbmesh.server.runtime import Runtime
+
+log = logging.getLogger("dbmesh.session")
+
+_CLASSIFY_CACHE: dict[str, StatementInfo] = {}
+_CLASSIFY_CACHE_MAX = 8192
+
+# Commands whose reply is a single OK/ERR from the data source.
+_SIMPLE_FORWARD = {Command.STMT_RESET: RESPONSE_SIMPLE}
+_NO_REPLY = {Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA}
+
+
+def classify_cached(sql: str) -> StatementInfo:
+    info = _CLASSIFY_CACHE.get(sql)
+    if info is None:
+        info = classify(sql)
+        if len(_CLASSIFY_CACHE) >= _CLASSIFY_CACHE_MAX:
+            _CLASSIFY_CACHE.clear()
+        _CLASSIFY_CACHE[sql] = info
+    return info
+
+
+class _Statement:
+    """Book-keeping for the command in flight."""
+
+    __slots__ = ("command", "data_source", "info", "sql", "start", "start_wall", "stmt_type")
+
+    def __init__(self, command: int, sql: str, stmt_type: str, info: StatementInfo | None) -> None:
+        self.command = command
+        self.sql = sql
+        self.stmt_type = stmt_type
+        self.info = info
+        self.start = time.perf_counter()
+        self.start_wall = time.time()
+        self.data_source = ""
+
+
+class MySQLSession:
+    """Everything a client connection has after login."""
+
+    def __init__(self, runtime: Runtime, frontend: MySQLFrontend, *, user: str, capabilities: int, collation: int,
+                 database: Database | None) -> None:
+        self.runtime = runtime
+        self.frontend = frontend
+        self.user = user
+        self.capabilities = capabilities
+        self.collation = collation
+        self.deprecate_eof = bool(capabilities & Capability.DEPRECATE_EOF)
+        self.key = (capabilities & int(BACKEND_SHAPING_CAPABILITIES), collation)
+        self.database = database
+        self.status = int(Status.AUTOCOMMIT)
+        self.vars: dict[str, str] = {}  # replayable session variables, in the order they were set
+        self.pinned: str | None = None  # why the connection cannot be shared, if it cannot
+        self.conn: MySQLBackendConnection | None = None
+        self.pool: MySQLPool | None = None
+        self.history_lost = False
+        self.prepared: dict[int, str] = {}  # statement id -> statement type (ids are the pinned backend's own)
+        self.queue: deque[tuple[bytes, int]] = deque()
+        self.current: _Statement | None = None
+        self.closed = False
+        self.forwarded = False  # bytes of the current response already went to the client
+        self._client_paused = False
+
+    # -- entry points from the frontend --------------------------------------------------------------------------
+
+    def on_packet(self, payload: bytes, seq: int) -> None:
+        if self.current is not None or self.queue:
+            self.queue.append((payload, seq))
+            if len(self.queue) > 64:
+                self.frontend.pause_reading_client()  # a flooding client waits for us
+            return
+        self._dispatch(payload, seq)
+
+    def on_client_paused(self, paused: bool) -> None:
+        """Client socket buffer above/below its high-water mark: stop/start reading the data source."""
+        self._client_paused = paused
+        conn = self.conn
+        if conn is not None and conn.transport is not None and conn.busy:
+            if paused:
+                conn.transport.pause_reading()
+            else:
+                conn.transport.resume_reading()
+
+    def close(self) -> None:
+        """Client went away: give the connection back (reset first if it holds state), drop everything."""
+        if self.closed:
+            return
+        self.closed = True
+        self.queue.clear()
+        conn, self.conn = self.conn, None
+        self._withdraw()
+        if conn is None or self.pool is None:
+            return
+        pool = self.pool
+        if conn.busy or conn.broken:
+            # Mid-statement: the response has nowhere to go; the connection cannot be trusted again.
+            pool.discard(conn)
+        elif self.pinned or conn.dirty or self.status & Status.IN_TRANS:
+            self.runtime.spawn(self._reset_and_release(pool, conn))
+        else:
+            pool.release(conn)
+
+    async def _reset_and_release(self, pool: MySQLPool, conn: MySQLBackendConnection) -> None:
+        try:
+            await conn.reset()
+        except (errors.DbMeshError, BackendQueryError, OSError):
+            pool.discard(conn)
+            return
+        pool.release(conn)
+
+    # -- dispatch ------------------------------------------------------------------------------------------------
+
+    def _dispatch(self, payload: bytes, seq: int) -> None:
+        if not payload:
+            self._fail_protocol("empty command packet")
+            return
+        cmd = payload[0]
+        if cmd == Command.QUERY:
+            sql = payload[1:].decode("utf-8", "replace")
+            info = classify_cached(sql)
+            if info.use_db is not None:
+                self._use_database(info.use_db, Command.QUERY)
+                return
+            if info.local == "show_databases":
+                self._show_databases()
+                return
+            if info.history and self.history_lost:
+                self._error(errors.SessionError(errors.SESSION_HISTORY_LOST, construct=info.history))
+                return
+            self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, sql, info.type, info))
+            return
+        if cmd == Command.STMT_EXECUTE:
+            stmt_id = int.from_bytes(payload[1:5], "little")
+            stmt_type = self.prepared.get(stmt_id)
+            if stmt_type is None:
+                self._error(errors.ProtocolError(errors.PROTOCOL_UNKNOWN_STATEMENT, stmt_id=stmt_id,
+                                                 command="mysqld_stmt_execute"))
+                return
+            self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
+            return
+        if cmd == Command.STMT_PREPARE:
+            sql = payload[1:].decode("utf-8", "replace")
+            info = classify_cached(sql)
+            # Statement ids belong to one backend connection: a session that prepares keeps its connection.
+            self.pinned = self.pinned or "prepared statement"
+            self._forward(payload, cmd, RESPONSE_PREPARE, _Statement(cmd, sql, info.type, info))
+            return
+        if cmd in _NO_REPLY:
+            if self.conn is not None and not self.conn.broken:
+                stmt_id = int.from_bytes(payload[1:5], "little")
+                if cmd == Command.STMT_CLOSE:
+                    self.prepared.pop(stmt_id, None)
+                self.conn.send_no_reply(build_packet(payload, seq))
+            self._next()
+            return
+        if cmd == Command.STMT_RESET or cmd == Command.STMT_FETCH:
+            kind = RESPONSE_SIMPLE if cmd == Command.STMT_RESET else RESPONSE_ROWS
+            if self.conn is None:
+                self._error(errors.ProtocolError(errors.PROTOCOL_UNKNOWN_STATEMENT,
+                                                 stmt_id=int.from_bytes(payload[1:5], "little"),
+                                                 command=Command(cmd).name.lower()))
+                return
+            self._forward(payload, cmd, kind, _Statement(cmd, "", "execute", None))
+            return
+        if cmd == Command.PING:
+            self._ok()
+            return
+        if cmd == Command.QUIT:
+            self.frontend.close()
+            return
+        if cmd == Command.INIT_DB:
+            self._use_database(payload[1:].decode("utf-8", "replace"), Command.INIT_DB)
+            return
+        if cmd == Command.RESET_CONNECTION:
+            self.runtime.spawn(self._reset_connection())
+            return
+        if cmd == Command.CHANGE_USER:
+            self.frontend.begin_change_user(payload)
+            return
+        if cmd == Command.SET_OPTION:
+            # Toggles MULTI_STATEMENTS on the data source connection: it can no longer serve other sessions.
+            self.pinned = self.pinned or "COM_SET_OPTION"
+            self._forward(payload, cmd, RESPONSE_ONE_PACKET, _Statement(cmd, "", "other", None), poison=True)
+            return
+        if cmd == Command.STATISTICS:
+            self._forward(payload, cmd, RESPONSE_ONE_PACKET, _Statement(cmd, "", "other", None))
+            return
+        if cmd == Command.FIELD_LIST:
+            self._forward(payload, cmd, RESPONSE_FIELD_LIST, _Statement(cmd, "", "show", None))
+            return
+        try:
+            name = Command(cmd).name
+        except ValueError:
+            name = f"0x{cmd:02x}"
+        self._error(errors.ProtocolError(errors.PROTOCOL_UNSUPPORTED_COMMAND, command=f"COM_{name}"))
+
+    def _next(self) -> None:
+        while self.current is None and self.queue and not self.closed:
+            payload, seq = self.queue.popleft()
+            if len(self.queue) < 16:
+                self.frontend.resume_reading_client()
+            self._dispatch(payload, seq)
+
+    # -- forwarding ----------------------------------------------------------------------------------------------
+
+    def _forward(self, payload: bytes, cmd: int, kind: int, stmt: _Statement, poison: bool = False) -> None:
+        if self.database is None:
+            db = self.runtime.default_database()
+            if db is None:
+                self._error(errors.SessionError(errors.NO_DATABASE_SELECTED))
+                return
+        else:
+            db = self.database
+        self.current = stmt
+        self.forwarded = False
+        conn = self.conn
+        if conn is not None and not conn.broken and conn.data_source is db.default_data_source \
+                and self._state_matches(conn, db):
+            # Fast path: our sticky connection is ready; no task, no await.
+            self._withdraw()
+            if poison:
+                conn.dirty = True
+            self._start(conn, payload, kind, stmt)
+            return
+        self.runtime.spawn(self._forward_slow(payload, kind, stmt, db, poison))
+
+    def _state_matches(self, conn: MySQLBackendConnection, db: Database) -> bool:
+        return conn.schema == (db.default_data_source.database if self.database is not None else conn.schema) \
+            and conn.vars == self.vars
+
+    async def _forward_slow(self, payload: bytes, kind: int, stmt: _Statement, db: Database, poison: bool) -> None:
+        try:
+            conn = await self._attach(db)
+        except errors.DbMeshError as exc:
+            self.current = None
+            self._error(exc)
+            return
+        except BackendQueryError as exc:
+            self.current = None
+            self.frontend.send_err_packet(exc.err.code, exc.err.sqlstate, exc.err.message, 1)
+            self._next()
+            return
+        if self.closed:
+            return
+        if poison:
+            conn.dirty = True
+        self._start(conn, payload, kind, stmt)
+
+    async def _attach(self, db: Database) -> MySQLBackendConnection:
+        """Make self.conn a connection on db's data source with this session's state applied."""
+        ds = db.default_data_source
+        conn = self.conn
+        if conn is not None and (conn.broken or conn.data_source is not ds):
+            if self.pinned or self.status & Status.IN_TRANS:
+                if conn.broken:
+                    self._drop_conn()
+                    raise errors.BackendError(errors.BACKEND_LOST, data_source=conn.data_source.name,
+                                              detail="the connection holding this session's state was lost")
+                raise errors.SessionError(errors.SESSION_DATABASE_SWITCH_IN_TRANSACTION, database=db.name)
+            self._drop_conn()
+            conn = None
+        self._withdraw()
+        if conn is None:
+            pool = self.runtime.mysql_pool(db, ds)
+            want_schema = ds.database if self.database is not None else None
+            conn = await pool.acquire(self.key, want_schema)
+            if self.closed:
+                pool.release(conn)
+                raise errors.SessionError(errors.SESSION_SHUTTING_DOWN)
+            self.conn, self.pool = conn, pool
+        try:
+            if conn.vars != self.vars:
+                if any(conn.vars.get(k) != v for k, v in conn.vars.items() if k not in self.vars) or \
+                        any(k not in self.vars for k in conn.vars):
+                    await conn.reset()
+                todo = [(k, v) for k, v in self.vars.items() if conn.vars.get(k) != v]
+                if todo:
+                    await conn.execute("SET " + ", ".join(
+                        f"NAMES {v}" if k == "NAMES" else f"SESSION {k}={v}" for k, v in todo))
+                    conn.vars.update(todo)
+            if self.database is not None and ds.database and conn.schema != ds.database:
+                await conn.init_db(ds.database)
+        except (BackendQueryError, errors.DbMeshError):
+            self._drop_conn()
+            raise
+        return conn
+
+    def _start(self, conn: MySQLBackendConnection, payload: bytes, kind: int, stmt: _Statement) -> None:
+        stmt.data_source = conn.data_source.name
+        conn.start_command(build_packet(payload, 0), kind, self)
+        if self._client_paused and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    # ResponseSink ------------------------------------------------------------------------------------------------
+
+    def forward(self, data: bytes) -> None:
+        self.forwarded = True
+        self.frontend.write(data)
+
+    def response_done(self, conn: MySQLBackendConnection) -> None:
+        stmt, self.current = self.current, None
+        sc = conn.scanner
+        if self._client_paused and conn.transport is not None:
+            conn.transport.resume_reading()
+        if sc.protocol_error:
+            log.warning("data source %s broke the protocol: %s", conn.data_source.name, sc.protocol_error)
+            if sc.mid_packet() or self.forwarded:
+                self.frontend.close()
+        error = sc.is_error
+        if not error and stmt is not None:
+            self.status = sc.status
+            info = stmt.info
+            if stmt.command == Command.STMT_PREPARE:
+                self.prepared[sc.stmt_id] = stmt.stmt_type
+            if info is not None:
+                if info.set_vars:
+                    for k, v in info.set_vars:
+                        self.vars.pop(k, None)
+                        self.vars[k] = v
+                    conn.vars = dict(self.vars)
+                if info.pin:
+                    self.pinned = self.pinned or info.pin
+            if sc.last_insert_id:
+                self.pinned = self.pinned or "LAST_INSERT_ID"
+        elif error and stmt is not None and stmt.command == Command.QUERY and sc.status:
+            self.status = sc.status
+        if not (self.status & Status.AUTOCOMMIT):
+            self.pinned = self.pinned or "autocommit=0"
+        if stmt is not None:
+            self._account(stmt, sc.rows, error)
+        self.history_lost = False
+        if self.closed:
+            return
+        self._offer()
+        self._next()
+
+    def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
+        stmt, self.current = self.current, None
+        mid = conn.scanner.mid_packet()
+        seq = (conn.scanner.last_seq + 1) if self.forwarded else 1
+        self._drop_conn()
+        err = errors.BackendError(errors.BACKEND_LOST, data_source=conn.data_source.name, detail=detail)
+        in_txn = self.pinned or self.status & Status.IN_TRANS
+        # The transaction and any pinned state died with the connection.
+        self.pinned = None
+        self.prepared.clear()
+        self.status = int(Status.AUTOCOMMIT)
+        if stmt is not None:
+            self._account(stmt, 0, True)
+        if self.closed:
+            return
+        if mid:
+            # Part of a packet went out: no valid packet can follow it on this stream.
+            self.frontend.close()
+            return
+        self.runtime.metrics.error(err.entry.code, "mysql")
+        self.frontend.send_error(err, seq & 0xFF)
+        if in_txn:
+            log.info("session %s lost its data source connection (%s) holding state", self.frontend.conn_id, detail)
+        self._next()
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _account(self, stmt: _Statement, rows: int, error: bool) -> None:
+        elapsed = time.perf_counter() - stmt.start
+        db_name = self.database.name if self.database is not None else ""
+        self.runtime.metrics.observe_statement(db_name, stmt.data_source, stmt.stmt_type, elapsed, error)
+        slow = self.runtime.slow_log
+        if slow is not None:
+            slow.maybe_record(start_time=stmt.start_wall, user=self.user, database=db_name or None,
+                              sql=stmt.sql, duration_s=elapsed, rows=rows,
+                              data_sources=(stmt.data_source,) if stmt.data_source else ())
+
+    def _offer(self) -> None:
+        """Let the pool reclaim our idle connection if nothing ties it to us."""
+        conn, pool = self.conn, self.pool
+        if conn is None or pool is None or self.pinned or self.status & Status.IN_TRANS or conn.dirty:
+            return
+        if not self.runtime.multiplexing:
+            return
+        pool.offer(id(self), self._surrender)
+
+    def _withdraw(self) -> None:
+        if self.pool is not None:
+            self.pool.withdraw(id(self))
+
+    def _surrender(self) -> MySQLBackendConnection | None:
+        conn = self.conn
+        if conn is None or self.current is not None or self.pinned or self.status & Status.IN_TRANS or conn.busy:
+            return None
+        self.conn = None
+        self.history_lost = True
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn, self.conn = self.conn, None
+        self._withdraw()
+        if conn is not None and self.pool is not None:
+            self.pool.discard(conn)
+
+    def _ok(self, affected: int = 0) -> None:
+        self.frontend.send_payload(OkPacket(affected, 0, self.status, 0).encode(), 1)
+        self._next()
+
+    def _error(self, exc: errors.DbMeshError) -> None:
+        self.runtime.metrics.error(exc.entry.code, "mysql")
+        self.frontend.send_error(exc, 1)
+        self._next()
+
+    def _fail_protocol(self, detail: str) -> None:
+        exc = errors.ProtocolError(errors.PROTOCOL_MALFORMED, detail=detail)
+        self.runtime.metrics.error(exc.entry.code, "mysql")
+        self.frontend.send_error(exc, 1)
+        self.frontend.close()
+
+    def _use_database(self, name: str, command: int) -> None:
+        db = self.runtime.config.databases.get(name)
+        if db is None:
+            self._error(errors.AuthError(errors.AUTH_UNKNOWN_DATABASE, database=name))
+            return
+        if self.conn is not None and self.conn.data_source is not db.default_data_source and (
+                self.pinned or self.status & Status.IN_TRANS):
+            self._error(errors.SessionError(errors.SESSION_DATABASE_SWITCH_IN_TRANSACTION, database=name))
+            return
+        self.database = db
+        self._ok()
+
+    def _show_databases(self) -> None:
+        cols = [ColumnDefinition41("Database", ColumnType.VAR_STRING, self.collation, 256, 1, 0, "information_schema",
+                                   "SCHEMATA", "SCHEMATA", "SCHEMA_NAME")]
+        rows = [[name] for name in self.runtime.config.databases]
+        payloads = text_result_set(cols, rows, self.status, self.deprecate_eof)
+        self.frontend.write(b"".join(build_packet(p, i + 1) for i, p in enumerate(payloads)))
+        self._next()
+
+    async def _reset_connection(self) -> None:
+        """COM_RESET_CONNECTION: the session starts afresh (schema kept), its connection is reset or released."""
+        self.current = _Statement(Command.RESET_CONNECTION, "", "other", None)
+        try:
+            await self.reset_state()
+        finally:
+            self.current = None
+        if not self.closed:
+            self._ok()
+
+    async def reset_state(self) -> None:
+        conn = self.conn
+        if conn is not None and (self.pinned or self.status & Status.IN_TRANS or conn.vars or conn.dirty):
+            try:
+                await conn.reset()
+            except (errors.DbMeshError, BackendQueryError, OSError):
+                self._drop_conn()
+        self.pinned = None
+        self.vars = {}
+        self.prepared.clear()
+        self.status = int(Status.AUTOCOMMIT)
+        self.history_lost = False
+        self._offer()
+
+    def run_after_change_user(self, user: str, database: Database | None, collation: int) -> None:
+        """Called by the frontend once COM_CHANGE_USER authenticated: reset, then answer OK."""
+        self.user = user
+        if database is not None:
+            self.database = database
+        self.collation = collation
+        self.key = (self.capabilities & int(BACKEND_SHAPING_CAPABILITIES), collation)
