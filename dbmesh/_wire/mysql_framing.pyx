@@ -44,6 +44,13 @@ cdef class PacketReader:
     cpdef Py_ssize_t buffered(self):
         return len(self._buf) - self._pos
 
+    cpdef bytes take_buffered(self):
+        """Remove and return the bytes not yet read (e.g. a TLS ClientHello that followed an SSLRequest)."""
+        cdef bytes rest = bytes(self._buf[self._pos:])
+        self._buf = bytearray()
+        self._pos = 0
+        return rest
+
     cpdef object read(self):
         """Next complete payload as bytes, or None when more bytes are needed."""
         cdef bytearray buf = self._buf

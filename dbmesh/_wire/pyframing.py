@@ -39,6 +39,13 @@ class PacketReader:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes not yet read (e.g. a TLS ClientHello that followed an SSLRequest)."""
+        rest = bytes(self._buf[self._pos:])
+        self._buf = bytearray()
+        self._pos = 0
+        return rest
+
     def read(self) -> bytes | None:
         buf, pos = self._buf, self._pos
         scan, total, first_seq, seq = pos, 0, -1, 0

@@ -118,8 +118,7 @@ class MySQLBackendConnection(asyncio.Protocol):
             raise errors.BackendError(errors.BACKEND_CONNECT_FAILED, data_source=ds.name, detail=str(exc)) from exc
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
 
     def data_received(self, data: bytes) -> None:
         sink = self._sink

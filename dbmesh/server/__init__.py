@@ -1,0 +1,1 @@
+"""Listeners, per-connection asyncio glue, TLS and the process lifecycle."""

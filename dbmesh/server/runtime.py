@@ -1,0 +1,179 @@
+"""The running server: config snapshot, pools, listeners, admin HTTP, TLS, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from dbmesh import errors
+from dbmesh.backend.pool import MySQLPool
+from dbmesh.config import Config, Database, DataSource
+from dbmesh.observe.admin_http import start_admin_http
+from dbmesh.observe.metrics import Metrics
+from dbmesh.observe.slowlog import SlowQueryLog
+from dbmesh.protocol.mysql.auth import RsaKeyPair
+from dbmesh.protocol.mysql.constants import UTF8MB4_GENERAL_CI
+from dbmesh.server.mysql_frontend import MySQLFrontend
+from dbmesh.server.tls import server_context
+
+log = logging.getLogger("dbmesh.server")
+
+# Version string clients see when no data source answered at start and none is configured.
+FALLBACK_MYSQL_VERSION = b"8.0.36-dbmesh"
+
+
+class Runtime:
+    """Shared state of one dbmesh process. The config snapshot is immutable; pools are created on first use."""
+
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        sq = config.server.slow_query_log
+        self.slow_log: SlowQueryLog | None = SlowQueryLog(sq.threshold_ms, sq.path)
+        self.ssl_context = server_context(config.server.tls)
+        self.rsa_keys = RsaKeyPair()
+        self.multiplexing = config.server.multiplexing
+        version = config.props.get("proxy-mysql-default-version")
+        self.mysql_server_version = str(version).encode() if version else FALLBACK_MYSQL_VERSION
+        self.mysql_collation = UTF8MB4_GENERAL_CI
+        self.draining = False
+        self._ids = itertools.count(1)
+        self._clients: set[MySQLFrontend] = set()
+        self._pools: dict[tuple[str, str], MySQLPool] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._servers: list[asyncio.Server] = []
+        self.started_at = time.time()
+
+    # -- used by sessions ----------------------------------------------------------------------------------------
+
+    def next_connection_id(self) -> int:
+        return next(self._ids) & 0xFFFFFFFF
+
+    def admit(self, client: MySQLFrontend) -> bool:
+        if len(self._clients) >= self.config.server.limits.max_connections:
+            return False
+        self._clients.add(client)
+        return True
+
+    def release(self, client: MySQLFrontend) -> None:
+        self._clients.discard(client)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background step of some session; failures are logged as bugs, never lost silently."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("[BUG] background task failed: %r", exc, exc_info=exc)
+
+    def default_database(self) -> Database | None:
+        """Where statements of a session with no database selected run: the first logical database."""
+        for db in self.config.databases.values():
+            return db
+        return None
+
+    def mysql_pool(self, db: Database, ds: DataSource) -> MySQLPool:
+        key = (db.name, ds.name)
+        pool = self._pools.get(key)
+        if pool is None:
+            if ds.protocol != "mysql":
+                raise errors.BackendError(errors.BACKEND_CONNECT_FAILED, data_source=ds.name,
+                                          detail="a PostgreSQL data source cannot serve the MySQL protocol")
+            pool = MySQLPool(ds, self.metrics)
+            pool.start()
+            self._pools[key] = pool
+        return pool
+
+    def health(self) -> dict[str, object]:
+        return {
+            "status": "draining" if self.draining else "ok",
+            "clients": len(self._clients),
+            "pools": {f"{db}.{ds}": {"total": p.total, "idle": p.idle_count} for (db, ds), p in self._pools.items()},
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Open min-size connections and learn the server version from the first MySQL data source."""
+        learned = False
+        for db in self.config.databases.values():
+            for ds in db.data_sources.values():
+                if ds.protocol != "mysql":
+                    continue
+                pool = self.mysql_pool(db, ds)
+                key = (0, UTF8MB4_GENERAL_CI)
+                conns = []
+                try:
+                    for _ in range(max(1, ds.pool.min_size) if not learned else ds.pool.min_size):
+                        conns.append(await pool.acquire(key, ds.database))
+                except errors.DbMeshError as exc:
+                    log.warning("data source %s is not reachable yet: %s", ds.name, exc.message)
+                for conn in conns:
+                    if not learned and not self.config.props.get("proxy-mysql-default-version"):
+                        self.mysql_server_version = conn.server_version
+                        learned = True
+                    pool.release(conn)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.warm_up()
+        srv = self.config.server
+        server = await loop.create_server(lambda: MySQLFrontend(self), srv.mysql.host, srv.mysql.port,
+                                          reuse_address=True, backlog=1024)
+        self._servers.append(server)
+        admin = await start_admin_http(srv.admin.host, srv.admin.port, self.metrics, self.health)
+        self._servers.append(admin)
+        log.info("dbmesh listening: MySQL %s:%d, admin http://%s:%d/metrics", srv.mysql.host, srv.mysql.port,
+                 srv.admin.host, srv.admin.port)
+
+    @property
+    def mysql_port(self) -> int:
+        sock = self._servers[0].sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let running statements finish (up to the timeout), then close clients and pools."""
+        self.draining = True
+        for server in self._servers:
+            server.close()
+        deadline = time.monotonic() + self.config.server.limits.shutdown_timeout_seconds
+        while time.monotonic() < deadline and any(
+                c.session is not None and c.session.current is not None for c in self._clients):
+            await asyncio.sleep(0.05)
+        for client in list(self._clients):
+            client.close()
+        await asyncio.sleep(0)
+        for pool in self._pools.values():
+            await pool.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.slow_log is not None:
+            self.slow_log.close()
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    runtime = Runtime(config)
+    await runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("shutting down")
+    await runtime.shutdown()
