@@ -38,7 +38,7 @@ lint:
 	$(VENV)/bin/mypy dbmesh
 
 bench: install build
-	$(PY) benchmarks/bench_mysql_point_select.py
+	$(PY) benchmarks/bench_mysql_point_select.py --update-readme
 
 demo:
 	scripts/demo.sh

@@ -175,7 +175,9 @@ def _test_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
 _loop_errors: list[dict[str, Any]] = []
 
 
-def _recording_loop(factory: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[], asyncio.AbstractEventLoop]:
+def _recording_loop(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> Callable[[], asyncio.AbstractEventLoop]:
     def new_loop() -> asyncio.AbstractEventLoop:
         loop = factory()
 
@@ -230,5 +232,9 @@ def _fail_on_loop_errors() -> Iterator[None]:
 
 def pytest_report_header(config: pytest.Config) -> str:
     host = os.environ.get("DBMESH_TEST_MYSQL_HOST")
-    where = f"external {host}:{os.environ.get('DBMESH_TEST_MYSQL_PORT', '3306')}" if host else "managed (throwaway)"
+    where = (
+        f"external {host}:{os.environ.get('DBMESH_TEST_MYSQL_PORT', '3306')}"
+        if host
+        else "managed (throwaway)"
+    )
     return f"dbmesh: MariaDB {where}; loops {os.environ.get('DBMESH_TEST_LOOPS', 'uvloop')}"

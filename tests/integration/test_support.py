@@ -93,7 +93,13 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBMESH_TEST_MYSQL_PASSWORD", "pw")
     db = MariaDB.from_env()
     assert db is not None
-    assert (db.host, db.port, db.user, db.password, db.is_managed) == ("db.example", 3307, "root", "pw", False)
+    assert (db.host, db.port, db.user, db.password, db.is_managed) == (
+        "db.example",
+        3307,
+        "root",
+        "pw",
+        False,
+    )
 
 
 def test_free_ports_are_distinct_and_closed() -> None:
@@ -223,7 +229,11 @@ def test_dbmesh_runner_start_rss_terminate(tmp_path: Path, mariadb: MariaDB) -> 
         assert proc.is_running()
         assert port_is_open(proc.host, proc.port)
         assert proc.rss_bytes() > 1_000_000
-        assert (proc.admin_port, proc.pg_port, proc.config_dir) == (cfg.admin_port, cfg.pg_port, cfg.config_dir)
+        assert (proc.admin_port, proc.pg_port, proc.config_dir) == (
+            cfg.admin_port,
+            cfg.pg_port,
+            cfg.config_dir,
+        )
         assert proc.terminate(timeout=10) == 0
         assert "listening" in proc.stderr_text()
     finally:

@@ -241,7 +241,15 @@ class DbMeshProcess:
 
     @property
     def command(self) -> list[str]:
-        return [self.python, "-m", "dbmesh", "serve", "--config", str(self.config.config_dir), *self.extra_args]
+        return [
+            self.python,
+            "-m",
+            "dbmesh",
+            "serve",
+            "--config",
+            str(self.config.config_dir),
+            *self.extra_args,
+        ]
 
     @property
     def pid(self) -> int:
@@ -305,7 +313,9 @@ class DbMeshProcess:
         if self._proc is None:
             raise DbMeshStartError("dbmesh is not started")
         if timeout is None:
-            timeout = float(self.config.global_config["dbmesh"]["limits"].get("shutdownTimeoutSeconds", 30)) + 10
+            timeout = (
+                float(self.config.global_config["dbmesh"]["limits"].get("shutdownTimeoutSeconds", 30)) + 10
+            )
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
         return self._proc.wait(timeout)

@@ -256,7 +256,9 @@ class MariaDB:
             except Exception as exc:  # pymysql raises OperationalError until the socket is up
                 last_error = exc
                 time.sleep(0.1)
-        raise MariaDBError(f"mariadbd not ready after {timeout}s ({last_error}); error log:\n" + self._log_tail(log_offset))
+        raise MariaDBError(
+            f"mariadbd not ready after {timeout}s ({last_error}); error log:\n" + self._log_tail(log_offset)
+        )
 
     def _log_tail(self, offset: int = 0, limit: int = 4000) -> str:
         try:
@@ -352,15 +354,21 @@ class MariaDB:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.mariadb", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.mariadb", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("start", "stop", "status"):
         p = sub.add_parser(name)
-        p.add_argument("--datadir", "--dir", dest="basedir", required=True, help="base directory of the server")
+        p.add_argument(
+            "--datadir", "--dir", dest="basedir", required=True, help="base directory of the server"
+        )
         p.add_argument("--port", type=int, default=13306)
         p.add_argument("--host", default="127.0.0.1")
         if name == "start":
-            p.add_argument("--database", action="append", default=[], help="create this database (repeatable)")
+            p.add_argument(
+                "--database", action="append", default=[], help="create this database (repeatable)"
+            )
             p.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     db = MariaDB.managed_in(args.basedir, port=args.port, host=args.host, die_with_parent=False)
