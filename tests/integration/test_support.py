@@ -263,3 +263,35 @@ async def test_async_tests_run_on_a_recording_loop() -> None:
     if expected == "uvloop":
         assert type(loop).__module__.startswith("uvloop")
     assert loop.get_exception_handler() is not None
+
+
+# -- the real dbmesh --------------------------------------------------------------------------------
+
+
+def test_dbmesh_fixture_serves_queries(dbmesh: DbMeshProcess) -> None:
+    import pymysql
+
+    conn = pymysql.connect(
+        host=dbmesh.host,
+        port=dbmesh.port,
+        user="root",
+        password="rootpw",
+        database="dbmesh_test",
+        connect_timeout=10,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchall() == ((1,),)
+    finally:
+        conn.close()
+    assert dbmesh.is_running()
+    assert dbmesh.rss_bytes() > 1_000_000
+    assert port_is_open(dbmesh.host, dbmesh.admin_port)
+
+
+def test_start_dbmesh_factory_and_sigterm(start_dbmesh) -> None:  # type: ignore[no-untyped-def]
+    proc = start_dbmesh(limits={"maxConnections": 7})
+    assert proc.is_running()
+    assert proc.terminate() == 0
+    assert not port_is_open(proc.host, proc.port)
