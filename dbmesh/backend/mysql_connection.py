@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from dbmesh import errors
@@ -28,6 +29,10 @@ class ResponseSink(Protocol):
     def response_done(self, conn: MySQLBackendConnection) -> None: ...
 
     def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None: ...
+
+
+def _drop(data: bytes) -> None:
+    """Placeholder forwarder while no command is running."""
 
 
 class BackendQueryError(Exception):
@@ -82,6 +87,7 @@ class MySQLBackendConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.scanner = ResponseScanner()
         self._sink: ResponseSink | None = None
+        self._forward: Callable[[bytes], None] = _drop
         self._handshake: ClientHandshake | None = None
         self._hs_reader: PacketReader | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -125,9 +131,9 @@ class MySQLBackendConnection(asyncio.Protocol):
         if sink is not None:
             used = self.scanner.feed(data)
             if used == len(data):
-                sink.forward(data)
+                self._forward(data)
             else:
-                sink.forward(data[:used])
+                self._forward(data[:used])
             if self.scanner.done:
                 self._sink = None
                 self.last_used = time.monotonic()
@@ -216,6 +222,7 @@ class MySQLBackendConnection(asyncio.Protocol):
         """Send one framed command; its response goes to `sink` as it arrives, ending with response_done()."""
         self.scanner.start(kind, self.deprecate_eof)
         self._sink = sink
+        self._forward = sink.forward
         transport = self.transport
         if transport is None or transport.is_closing():
             self._sink = None

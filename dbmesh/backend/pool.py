@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 from dbmesh import errors
 from dbmesh.backend.mysql_connection import MySQLBackendConnection
@@ -17,8 +17,14 @@ from dbmesh.observe.metrics import Metrics
 log = logging.getLogger("dbmesh.pool")
 
 Key = tuple[int, int]
-# A session holding an idle connection it could give up: returns the connection, detached, or None.
-Reclaimer = Callable[[], MySQLBackendConnection | None]
+
+
+class Holder(Protocol):
+    """A session keeping a connection between statements; `reclaimable` while nothing ties it there."""
+
+    reclaimable: bool
+
+    def surrender(self) -> MySQLBackendConnection | None: ...
 
 
 class MySQLPool:
@@ -36,7 +42,7 @@ class MySQLPool:
         self._idle: deque[MySQLBackendConnection] = deque()
         self._total = 0  # open + opening connections
         self._waiters: deque[asyncio.Future[MySQLBackendConnection | None]] = deque()
-        self._reclaimable: dict[int, Reclaimer] = {}  # keyed by id(session), insertion-ordered (oldest first)
+        self._holders: dict[int, Holder] = {}  # sessions keeping a connection, by id(), oldest first
         self._idle_gauge, self._busy_gauge = metrics.backend_gauges(data_source.name)
         self._maintenance: asyncio.Task[None] | None = None
         self.closing = False
@@ -54,29 +60,32 @@ class MySQLPool:
 
     # -- reclaiming idle sticky connections ---------------------------------------------------------------------
 
-    def offer(self, owner: int, reclaim: Reclaimer) -> None:
-        self._reclaimable[owner] = reclaim
-        if self._waiters:
-            self._wake_with_reclaim()
+    def hold(self, holder: Holder) -> None:
+        """A session now keeps one of our connections between statements."""
+        self._holders[id(holder)] = holder
 
-    def withdraw(self, owner: int) -> None:
-        self._reclaimable.pop(owner, None)
+    def unhold(self, holder: Holder) -> None:
+        self._holders.pop(id(holder), None)
 
     def _reclaim_one(self) -> MySQLBackendConnection | None:
-        while self._reclaimable:
-            owner = next(iter(self._reclaimable))
-            reclaim = self._reclaimable.pop(owner)
-            conn = reclaim()
-            if conn is not None:
-                return conn
+        # Oldest holder first: the session idle the longest is the least likely to speak next.
+        for key, holder in list(self._holders.items()):
+            if holder.reclaimable:
+                conn = holder.surrender()
+                if conn is not None:
+                    del self._holders[key]
+                    return conn
         return None
 
-    def _wake_with_reclaim(self) -> None:
+    def reclaim_for_waiters(self) -> None:
+        """Called when a holder became reclaimable while others wait."""
         while self._waiters:
             conn = self._reclaim_one()
             if conn is None:
                 return
-            self._hand_over(conn)
+            if not self._hand_over(conn):
+                self.release(conn)
+                return
 
     # -- lease / release ---------------------------------------------------------------------------------------
 

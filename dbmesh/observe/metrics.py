@@ -10,7 +10,12 @@ is a catalogue id from :mod:`dbmesh.errors`. Callers must not pass SQL text or c
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from dbmesh import __version__
 
@@ -36,6 +41,52 @@ POOL_WAIT_BUCKETS: tuple[float, ...] = (
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+_STATEMENT_LABELS = ["database", "data_source", "type"]
+
+
+class StatementStats(Collector):
+    """Per-statement counters kept as plain lists and turned into Prometheus families only when scraped.
+
+    The statement path runs tens of thousands of times a second; prometheus-client's labelled children take a
+    lock and several calls per update. Here an update is a bisect and three list increments (single-threaded:
+    the event loop is the only writer, and a scrape reads numbers that are at worst one statement old).
+    Series layout: [count per bucket..., count above the last bucket, sum, count, errors].
+    """
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, str, str], list[float]] = {}
+        self._n = len(STATEMENT_BUCKETS)
+
+    def new_series(self, key: tuple[str, str, str]) -> list[float]:
+        row = [0.0] * (self._n + 4)
+        self.series[key] = row
+        return row
+
+    def collect(self) -> Iterator[HistogramMetricFamily | CounterMetricFamily]:
+        hist = HistogramMetricFamily(
+            "dbmesh_statement_duration_seconds",
+            "Time from receiving a statement to sending the last byte of its answer, per logical database, "
+            "data source and statement type.", labels=_STATEMENT_LABELS)
+        total = CounterMetricFamily("dbmesh_statements", "Statements executed.", labels=_STATEMENT_LABELS)
+        errs = CounterMetricFamily(
+            "dbmesh_statement_errors",
+            "Statements that ended in an error (raised by dbmesh or passed through from the data source).",
+            labels=_STATEMENT_LABELS)
+        n = self._n
+        for key, row in list(self.series.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip(STATEMENT_BUCKETS, row[:n], strict=True):
+                cumulative += count
+                buckets.append((repr(float(bound)), cumulative))
+            buckets.append(("+Inf", row[n + 2]))
+            hist.add_metric(list(key), buckets, row[n + 1])
+            total.add_metric(list(key), row[n + 2])
+            errs.add_metric(list(key), row[n + 3])
+        yield hist
+        yield total
+        yield errs
+
+
 class Metrics:
     """All dbmesh metrics on one registry, with cached label children for the per-statement hot path."""
 
@@ -49,28 +100,15 @@ class Metrics:
         "_errors",
         "_pool_timeouts",
         "_pool_wait",
-        "_statement_children",
-        "_statement_duration",
-        "_statement_errors",
-        "_statements",
+        "_statement_stats",
         "registry",
     )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        statement_labels = ("database", "data_source", "type")
-        self._statement_duration = Histogram(
-            "dbmesh_statement_duration_seconds",
-            "Time from receiving a statement to sending the last byte of its answer, per logical database, "
-            "data source and statement type.",
-            statement_labels, registry=r, buckets=STATEMENT_BUCKETS)
-        self._statements = Counter(
-            "dbmesh_statements_total", "Statements executed.", statement_labels, registry=r)
-        self._statement_errors = Counter(
-            "dbmesh_statement_errors_total",
-            "Statements that ended in an error (raised by dbmesh or passed through from the data source).",
-            statement_labels, registry=r)
+        self._statement_stats = StatementStats()
+        r.register(self._statement_stats)
         self._errors = Counter(
             "dbmesh_errors_total", "Errors dbmesh itself raised, by catalogue code and client protocol.",
             ("code", "protocol"), registry=r)
@@ -96,9 +134,6 @@ class Metrics:
         build_info = Gauge("dbmesh_build_info", "Always 1; the labels carry the dbmesh build.", ("version",), registry=r)
         build_info.labels(__version__).set(1)
 
-        # Label tuple -> (duration child, count child, error child). Filled once per label set, read on every
-        # statement; never evicted because the label space is bounded by configuration (see module docstring).
-        self._statement_children: dict[tuple[str, str, str], tuple[Histogram, Counter, Counter]] = {}
         self._client_children: dict[str, tuple[Gauge, Counter]] = {}
         self._backend_children: dict[str, tuple[Gauge, Gauge]] = {}
 
@@ -106,33 +141,18 @@ class Metrics:
 
     def observe_statement(self, database: str, data_source: str, stmt_type: str, seconds: float,
                           error: bool = False) -> None:
-        """Record one finished statement: one dict lookup, one observe, one or two increments."""
+        """Record one finished statement: a dict lookup, a bisect and three increments."""
+        stats = self._statement_stats
         key = (database, data_source, stmt_type)
-        children = self._statement_children.get(key)
-        if children is None:
-            children = self._statement_children_for(key)
-        children[0].observe(seconds)
-        children[1].inc()
+        row = stats.series.get(key)
+        if row is None:
+            row = stats.new_series(key)
+        n = stats._n
+        row[bisect_left(STATEMENT_BUCKETS, seconds)] += 1
+        row[n + 1] += seconds
+        row[n + 2] += 1
         if error:
-            children[2].inc()
-
-    def _statement_children_for(self, key: tuple[str, str, str]) -> tuple[Histogram, Counter, Counter]:
-        # The error child is created with the others so its series exists at 0 before the first error:
-        # rate() and ratio queries then work from the start instead of seeing a missing series.
-        children = (
-            self._statement_duration.labels(*key),
-            self._statements.labels(*key),
-            self._statement_errors.labels(*key),
-        )
-        self._statement_children[key] = children
-        return children
-
-    def statement_children(self, database: str, data_source: str,
-                           stmt_type: str) -> tuple[Histogram, Counter, Counter]:
-        """The cached (duration, count, error) children for a label set; the same objects on every call."""
-        key = (database, data_source, stmt_type)
-        children = self._statement_children.get(key)
-        return children if children is not None else self._statement_children_for(key)
+            row[n + 3] += 1
 
     # -- errors and clients ---------------------------------------------------------------------------------------
 

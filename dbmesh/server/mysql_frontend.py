@@ -75,6 +75,19 @@ class MySQLFrontend(asyncio.Protocol):
         self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_timed_out, timeout)
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None and session.current is None and self.handshake is None and self.tls is None:
+            # Hot path: an idle session receives exactly one whole single-chunk command (seq 0).
+            n = len(data)
+            if 4 < n <= self.reader.max_payload and (data[0] | (data[1] << 8) | (data[2] << 16)) == n - 4 \
+                    and data[3] == 0 and not self.reader.buffered() and not session.queue:
+                try:
+                    session.on_frame(data)
+                except Exception as exc:  # a bug must not take the server down or leak a traceback
+                    log.exception("[BUG] unexpected error on connection %d", self.conn_id)
+                    self.send_error(errors.InternalError(f"{type(exc).__name__}: {exc}"), 1)
+                    self.close()
+                return
         if self.closed:
             return
         if self.tls is not None:

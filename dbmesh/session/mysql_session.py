@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from time import perf_counter
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from dbmesh._wire.mysql_framing import (
     build_packet,
 )
 from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
-from dbmesh.config import Database
+from dbmesh.config import Database, DataSource
 from dbmesh.protocol.mysql.constants import (
     BACKEND_SHAPING_CAPABILITIES,
     Capability,
@@ -38,6 +39,9 @@ from dbmesh.protocol.mysql.constants import (
 )
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
 from dbmesh.session.classify import StatementInfo, classify
+
+IN_TRANS = int(Status.IN_TRANS)
+AUTOCOMMIT = int(Status.AUTOCOMMIT)
 
 if TYPE_CHECKING:
     from dbmesh.backend.pool import MySQLPool
@@ -67,15 +71,14 @@ def classify_cached(sql: str) -> StatementInfo:
 class _Statement:
     """Book-keeping for the command in flight."""
 
-    __slots__ = ("command", "data_source", "info", "sql", "start", "start_wall", "stmt_type")
+    __slots__ = ("command", "data_source", "info", "sql", "start", "stmt_type")
 
     def __init__(self, command: int, sql: str, stmt_type: str, info: StatementInfo | None) -> None:
         self.command = command
         self.sql = sql
         self.stmt_type = stmt_type
         self.info = info
-        self.start = time.perf_counter()
-        self.start_wall = time.time()
+        self.start = perf_counter()
         self.data_source = ""
 
 
@@ -92,6 +95,11 @@ class MySQLSession:
         self.deprecate_eof = bool(capabilities & Capability.DEPRECATE_EOF)
         self.key = (capabilities & int(BACKEND_SHAPING_CAPABILITIES), collation)
         self.database = database
+        self._ds: DataSource | None = None  # data source of the current logical database (cached)
+        self._want_schema: str | None = None  # the schema a backend connection must be on for us
+        self._db_label = ""
+        self._select_database(database)
+        self.reclaimable = False  # holding a connection the pool may take back (see MySQLPool.hold)
         self.status = int(Status.AUTOCOMMIT)
         self.vars: dict[str, str] = {}  # replayable session variables, in the order they were set
         self.pinned: str | None = None  # why the connection cannot be shared, if it cannot
@@ -102,8 +110,15 @@ class MySQLSession:
         self.queue: deque[tuple[bytes, int]] = deque()
         self.current: _Statement | None = None
         self.closed = False
-        self.forwarded = False  # bytes of the current response already went to the client
         self._client_paused = False
+        self.forward = frontend.write  # type: ignore[method-assign]
+
+    def _select_database(self, database: Database | None) -> None:
+        self.database = database
+        db = database if database is not None else self.runtime.default_database()
+        self._ds = db.default_data_source if db is not None else None
+        self._want_schema = self._ds.database if (database is not None and self._ds is not None) else None
+        self._db_label = database.name if database is not None else ""
 
     # -- entry points from the frontend --------------------------------------------------------------------------
 
@@ -114,6 +129,23 @@ class MySQLSession:
                 self.frontend.pause_reading_client()  # a flooding client waits for us
             return
         self._dispatch(payload, seq)
+
+    def on_frame(self, frame: bytes) -> None:
+        """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle."""
+        cmd = frame[4]
+        if cmd == Command.STMT_EXECUTE:
+            stmt_type = self.prepared.get(int.from_bytes(frame[5:9], "little"))
+            if stmt_type is not None:
+                self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
+                return
+        elif cmd == Command.QUERY:
+            payload = frame[4:]
+            sql = payload[1:].decode("utf-8", "replace")
+            info = _CLASSIFY_CACHE.get(sql)
+            if info is not None and info.use_db is None and info.local is None and not info.history:
+                self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, sql, info.type, info))
+                return
+        self._dispatch(frame[4:], 0)
 
     def on_client_paused(self, paused: bool) -> None:
         """Client socket buffer above/below its high-water mark: stop/start reading the data source."""
@@ -132,7 +164,9 @@ class MySQLSession:
         self.closed = True
         self.queue.clear()
         conn, self.conn = self.conn, None
-        self._withdraw()
+        self.reclaimable = False
+        if self.pool is not None:
+            self.pool.unhold(self)
         if conn is None or self.pool is None:
             return
         pool = self.pool
@@ -248,33 +282,31 @@ class MySQLSession:
     # -- forwarding ----------------------------------------------------------------------------------------------
 
     def _forward(self, payload: bytes, cmd: int, kind: int, stmt: _Statement, poison: bool = False) -> None:
-        if self.database is None:
-            db = self.runtime.default_database()
-            if db is None:
-                self._error(errors.SessionError(errors.NO_DATABASE_SELECTED))
-                return
-        else:
-            db = self.database
+        self._forward_frame(build_packet(payload, 0), kind, stmt, poison)
+
+    def _forward_frame(self, frame: bytes, kind: int, stmt: _Statement, poison: bool = False) -> None:
+        ds = self._ds
+        if ds is None:
+            self._error(errors.SessionError(errors.NO_DATABASE_SELECTED))
+            return
         self.current = stmt
-        self.forwarded = False
         conn = self.conn
-        if conn is not None and not conn.broken and conn.data_source is db.default_data_source \
-                and self._state_matches(conn, db):
+        if conn is not None and not conn.broken and conn.data_source is ds and conn.schema == self._want_schema \
+                and conn.vars == self.vars:
             # Fast path: our sticky connection is ready; no task, no await.
-            self._withdraw()
+            self.reclaimable = False
             if poison:
                 conn.dirty = True
-            self._start(conn, payload, kind, stmt)
+            stmt.data_source = ds.name
+            conn.start_command(frame, kind, self)
+            if self._client_paused and conn.transport is not None:
+                conn.transport.pause_reading()
             return
-        self.runtime.spawn(self._forward_slow(payload, kind, stmt, db, poison))
+        self.runtime.spawn(self._forward_slow(frame, kind, stmt, poison))
 
-    def _state_matches(self, conn: MySQLBackendConnection, db: Database) -> bool:
-        return conn.schema == (db.default_data_source.database if self.database is not None else conn.schema) \
-            and conn.vars == self.vars
-
-    async def _forward_slow(self, payload: bytes, kind: int, stmt: _Statement, db: Database, poison: bool) -> None:
+    async def _forward_slow(self, frame: bytes, kind: int, stmt: _Statement, poison: bool) -> None:
         try:
-            conn = await self._attach(db)
+            conn = await self._attach()
         except errors.DbMeshError as exc:
             self.current = None
             self._error(exc)
@@ -288,11 +320,16 @@ class MySQLSession:
             return
         if poison:
             conn.dirty = True
-        self._start(conn, payload, kind, stmt)
+        stmt.data_source = conn.data_source.name
+        conn.start_command(frame, kind, self)
+        if self._client_paused and conn.transport is not None:
+            conn.transport.pause_reading()
 
-    async def _attach(self, db: Database) -> MySQLBackendConnection:
-        """Make self.conn a connection on db's data source with this session's state applied."""
-        ds = db.default_data_source
+    async def _attach(self) -> MySQLBackendConnection:
+        """Make self.conn a connection on our data source with this session's state applied."""
+        ds = self._ds
+        db = self.database or self.runtime.default_database()
+        assert ds is not None and db is not None
         conn = self.conn
         if conn is not None and (conn.broken or conn.data_source is not ds):
             if self.pinned or self.status & Status.IN_TRANS:
@@ -303,15 +340,21 @@ class MySQLSession:
                 raise errors.SessionError(errors.SESSION_DATABASE_SWITCH_IN_TRANSACTION, database=db.name)
             self._drop_conn()
             conn = None
-        self._withdraw()
+        self.reclaimable = False
+        if conn is not None and conn.schema != self._want_schema and self._want_schema is None:
+            # A session without a database needs a connection without one; MySQL cannot unselect a schema.
+            if self.pinned or self.status & Status.IN_TRANS:
+                raise errors.SessionError(errors.NO_DATABASE_SELECTED)
+            self._drop_conn()
+            conn = None
         if conn is None:
             pool = self.runtime.mysql_pool(db, ds)
-            want_schema = ds.database if self.database is not None else None
-            conn = await pool.acquire(self.key, want_schema)
+            conn = await pool.acquire(self.key, self._want_schema)
             if self.closed:
                 pool.release(conn)
                 raise errors.SessionError(errors.SESSION_SHUTTING_DOWN)
             self.conn, self.pool = conn, pool
+            pool.hold(self)
         try:
             if conn.vars != self.vars:
                 if any(conn.vars.get(k) != v for k, v in conn.vars.items() if k not in self.vars) or \
@@ -322,23 +365,17 @@ class MySQLSession:
                     await conn.execute("SET " + ", ".join(
                         f"NAMES {v}" if k == "NAMES" else f"SESSION {k}={v}" for k, v in todo))
                     conn.vars.update(todo)
-            if self.database is not None and ds.database and conn.schema != ds.database:
-                await conn.init_db(ds.database)
+            if self._want_schema is not None and conn.schema != self._want_schema:
+                await conn.init_db(self._want_schema)
         except (BackendQueryError, errors.DbMeshError):
             self._drop_conn()
             raise
         return conn
 
-    def _start(self, conn: MySQLBackendConnection, payload: bytes, kind: int, stmt: _Statement) -> None:
-        stmt.data_source = conn.data_source.name
-        conn.start_command(build_packet(payload, 0), kind, self)
-        if self._client_paused and conn.transport is not None:
-            conn.transport.pause_reading()
-
     # ResponseSink ------------------------------------------------------------------------------------------------
 
     def forward(self, data: bytes) -> None:
-        self.forwarded = True
+        # Replaced per instance by the frontend's write (one call less per chunk); kept for the sink protocol.
         self.frontend.write(data)
 
     def response_done(self, conn: MySQLBackendConnection) -> None:
@@ -346,42 +383,56 @@ class MySQLSession:
         sc = conn.scanner
         if self._client_paused and conn.transport is not None:
             conn.transport.resume_reading()
+        status = sc.status
+        error = sc.is_error
+        if stmt is not None:
+            if error:
+                if status and stmt.command == Command.QUERY:
+                    self.status = status
+            else:
+                self.status = status
+                info = stmt.info
+                if info is not None and (info.set_vars or info.pin):
+                    self._apply_state(conn, info)
+                if stmt.command == Command.STMT_PREPARE:
+                    self.prepared[sc.stmt_id] = stmt.stmt_type
+                if sc.last_insert_id:
+                    self.pinned = self.pinned or "LAST_INSERT_ID"
+            elapsed = perf_counter() - stmt.start
+            self.runtime.metrics.observe_statement(self._db_label, stmt.data_source, stmt.stmt_type, elapsed, error)
+            slow = self.runtime.slow_log
+            if slow is not None and elapsed * 1000.0 >= slow.threshold_ms:
+                self._log_slow(stmt, elapsed, sc.rows)
         if sc.protocol_error:
             log.warning("data source %s broke the protocol: %s", conn.data_source.name, sc.protocol_error)
-            if sc.mid_packet() or self.forwarded:
+            if sc.packets:
                 self.frontend.close()
-        error = sc.is_error
-        if not error and stmt is not None:
-            self.status = sc.status
-            info = stmt.info
-            if stmt.command == Command.STMT_PREPARE:
-                self.prepared[sc.stmt_id] = stmt.stmt_type
-            if info is not None:
-                if info.set_vars:
-                    for k, v in info.set_vars:
-                        self.vars.pop(k, None)
-                        self.vars[k] = v
-                    conn.vars = dict(self.vars)
-                if info.pin:
-                    self.pinned = self.pinned or info.pin
-            if sc.last_insert_id:
-                self.pinned = self.pinned or "LAST_INSERT_ID"
-        elif error and stmt is not None and stmt.command == Command.QUERY and sc.status:
-            self.status = sc.status
-        if not (self.status & Status.AUTOCOMMIT):
+        if not (self.status & AUTOCOMMIT):
             self.pinned = self.pinned or "autocommit=0"
-        if stmt is not None:
-            self._account(stmt, sc.rows, error)
         self.history_lost = False
         if self.closed:
             return
-        self._offer()
-        self._next()
+        if not self.pinned and not (self.status & IN_TRANS) and not conn.dirty and self.runtime.multiplexing:
+            self.reclaimable = True
+            pool = self.pool
+            if pool is not None and pool._waiters:
+                pool.reclaim_for_waiters()
+        if self.queue:
+            self._next()
+
+    def _apply_state(self, conn: MySQLBackendConnection, info: StatementInfo) -> None:
+        if info.set_vars:
+            for k, v in info.set_vars:
+                self.vars.pop(k, None)
+                self.vars[k] = v
+            conn.vars = dict(self.vars)
+        if info.pin:
+            self.pinned = self.pinned or info.pin
 
     def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
         stmt, self.current = self.current, None
         mid = conn.scanner.mid_packet()
-        seq = (conn.scanner.last_seq + 1) if self.forwarded else 1
+        seq = (conn.scanner.last_seq + 1) if conn.scanner.packets else 1
         self._drop_conn()
         err = errors.BackendError(errors.BACKEND_LOST, data_source=conn.data_source.name, detail=detail)
         in_txn = self.pinned or self.status & Status.IN_TRANS
@@ -406,41 +457,46 @@ class MySQLSession:
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def _account(self, stmt: _Statement, rows: int, error: bool) -> None:
-        elapsed = time.perf_counter() - stmt.start
-        db_name = self.database.name if self.database is not None else ""
-        self.runtime.metrics.observe_statement(db_name, stmt.data_source, stmt.stmt_type, elapsed, error)
+        elapsed = perf_counter() - stmt.start
+        self.runtime.metrics.observe_statement(self._db_label, stmt.data_source, stmt.stmt_type, elapsed, error)
         slow = self.runtime.slow_log
-        if slow is not None:
-            slow.maybe_record(start_time=stmt.start_wall, user=self.user, database=db_name or None,
-                              sql=stmt.sql, duration_s=elapsed, rows=rows,
-                              data_sources=(stmt.data_source,) if stmt.data_source else ())
+        if slow is not None and elapsed * 1000.0 >= slow.threshold_ms:
+            self._log_slow(stmt, elapsed, rows)
+
+    def _log_slow(self, stmt: _Statement, elapsed: float, rows: int) -> None:
+        slow = self.runtime.slow_log
+        assert slow is not None
+        slow.maybe_record(start_time=time.time() - elapsed, user=self.user, database=self._db_label or None,
+                          sql=stmt.sql, duration_s=elapsed, rows=rows,
+                          data_sources=(stmt.data_source,) if stmt.data_source else ())
 
     def _offer(self) -> None:
         """Let the pool reclaim our idle connection if nothing ties it to us."""
         conn, pool = self.conn, self.pool
-        if conn is None or pool is None or self.pinned or self.status & Status.IN_TRANS or conn.dirty:
+        if conn is None or pool is None or self.pinned or self.status & IN_TRANS or conn.dirty:
             return
-        if not self.runtime.multiplexing:
-            return
-        pool.offer(id(self), self._surrender)
+        if self.runtime.multiplexing:
+            self.reclaimable = True
+            if pool._waiters:
+                pool.reclaim_for_waiters()
 
-    def _withdraw(self) -> None:
-        if self.pool is not None:
-            self.pool.withdraw(id(self))
-
-    def _surrender(self) -> MySQLBackendConnection | None:
+    def surrender(self) -> MySQLBackendConnection | None:
+        """The pool takes our idle connection for someone else; our next statement leases another."""
         conn = self.conn
-        if conn is None or self.current is not None or self.pinned or self.status & Status.IN_TRANS or conn.busy:
+        if conn is None or not self.reclaimable or self.current is not None or conn.busy:
             return None
         self.conn = None
+        self.reclaimable = False
         self.history_lost = True
         return conn
 
     def _drop_conn(self) -> None:
         conn, self.conn = self.conn, None
-        self._withdraw()
-        if conn is not None and self.pool is not None:
-            self.pool.discard(conn)
+        self.reclaimable = False
+        if self.pool is not None:
+            self.pool.unhold(self)
+            if conn is not None:
+                self.pool.discard(conn)
 
     def _ok(self, affected: int = 0) -> None:
         self.frontend.send_payload(OkPacket(affected, 0, self.status, 0).encode(), 1)
@@ -466,7 +522,7 @@ class MySQLSession:
                 self.pinned or self.status & Status.IN_TRANS):
             self._error(errors.SessionError(errors.SESSION_DATABASE_SWITCH_IN_TRANSACTION, database=name))
             return
-        self.database = db
+        self._select_database(db)
         self._ok()
 
     def _show_databases(self) -> None:
@@ -505,6 +561,6 @@ class MySQLSession:
         """Called by the frontend once COM_CHANGE_USER authenticated: reset, then answer OK."""
         self.user = user
         if database is not None:
-            self.database = database
+            self._select_database(database)
         self.collation = collation
         self.key = (self.capabilities & int(BACKEND_SHAPING_CAPABILITIES), collation)

@@ -59,13 +59,15 @@ def test_error_counter_starts_at_zero_for_a_new_label_set() -> None:
         "dbmesh_statement_errors_total", {"database": "shop", "data_source": "ds_1", "type": "insert"}) == 0
 
 
-def test_statement_label_cache_returns_the_same_children() -> None:
+def test_statement_series_are_created_once_per_label_set() -> None:
     m = Metrics()
-    first = m.statement_children("shop", "ds_0", "select")
     m.observe_statement("shop", "ds_0", "select", 0.1)
-    again = m.statement_children("shop", "ds_0", "select")
-    assert all(x is y for x, y in zip(first, again, strict=True))
-    assert m.statement_children("shop", "ds_0", "update")[0] is not first[0]
+    m.observe_statement("shop", "ds_0", "select", 0.2)
+    m.observe_statement("shop", "ds_0", "update", 0.2)
+    text = m.render().decode()
+    assert text.count('dbmesh_statements_total{data_source="ds_0",database="shop",type="select"}') == 1
+    assert 'dbmesh_statements_total{data_source="ds_0",database="shop",type="select"} 2.0' in text
+    assert 'dbmesh_statements_total{data_source="ds_0",database="shop",type="update"} 1.0' in text
 
 
 def test_error_client_backend_and_pool_metrics() -> None:
