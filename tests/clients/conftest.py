@@ -31,6 +31,31 @@ def sha2_proxy(proxy: Endpoint) -> Endpoint:
     return proxy.as_user("sha2user", "sha2pw")
 
 
+@pytest.fixture(scope="session")
+def proxy_ca_file(proxy: Endpoint, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """dbmesh's (self-signed) certificate as a PEM file, so clients can verify the TLS they negotiate.
+
+    Taken from a PyMySQL TLS session: the certificate only appears after the MySQL handshake's
+    SSLRequest, so ``ssl.get_server_certificate`` cannot fetch it.
+    """
+    import ssl
+
+    import pymysql
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = pymysql.connect(host=proxy.host, port=proxy.port, user=proxy.user, password=proxy.password,
+                           ssl=ctx, connect_timeout=10)
+    try:
+        der = conn._sock.getpeercert(binary_form=True)
+    finally:
+        conn.close()
+    path = tmp_path_factory.mktemp("dbmesh-ca") / "dbmesh-cert.pem"
+    path.write_text(ssl.DER_cert_to_PEM_cert(der))
+    return str(path)
+
+
 @pytest.fixture
 def fresh_table(mariadb: MariaDB) -> Iterator[Callable[[str], str]]:
     """``fresh_table(name)`` (re)creates ``name`` with the matrix DDL, directly on MariaDB; dropped at the end.
