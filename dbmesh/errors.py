@@ -92,6 +92,9 @@ SESSION_DATABASE_SWITCH_IN_TRANSACTION = _entry(
 SESSION_SHUTTING_DOWN = _entry(
     "DBM-1303", "dbmesh is shutting down", 1053, "08S01", "57P01",
     "The server is draining and refuses new statements.")
+UNKNOWN_THREAD = _entry(
+    "DBM-1305", "Unknown thread id: {thread}", 1094, "HY000", "42704",
+    "KILL named a connection id that is not a dbmesh client connection.")
 STATEMENT_UNSUPPORTED = _entry(
     "DBM-1304", "{construct} is not supported: {detail}", 1235, "42000", "0A000",
     "A statement uses a construct dbmesh refuses rather than answer wrongly.")

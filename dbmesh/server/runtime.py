@@ -45,6 +45,7 @@ class Runtime:
         self.draining = False
         self._ids = itertools.count(1)
         self._clients: set[MySQLFrontend] = set()
+        self._by_id: dict[int, MySQLFrontend] = {}
         self._pools: dict[tuple[str, str], MySQLPool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
@@ -59,10 +60,15 @@ class Runtime:
         if len(self._clients) >= self.config.server.limits.max_connections:
             return False
         self._clients.add(client)
+        self._by_id[client.conn_id] = client
         return True
 
     def release(self, client: MySQLFrontend) -> None:
         self._clients.discard(client)
+        self._by_id.pop(client.conn_id, None)
+
+    def find_mysql_client(self, conn_id: int) -> MySQLFrontend | None:
+        return self._by_id.get(conn_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background step of some session; failures are logged as bugs, never lost silently."""

@@ -72,6 +72,7 @@ _SET_ASSIGN = re.compile(
     r"(?P<value>'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|[-+]?[\w.]+)\s*",
     re.I)
 _USE = re.compile(r"USE\s+(`(?:[^`]|``)+`|[\w$]+)\s*;?\s*$", re.I | re.S)
+_KILL = re.compile(r"KILL\s+(?:(CONNECTION|QUERY)\s+)?(\d+)\s*;?\s*$", re.I)
 _SHOW_DATABASES = re.compile(r"SHOW\s+(?:DATABASES|SCHEMAS)\s*;?\s*$", re.I)
 
 
@@ -82,7 +83,8 @@ class StatementInfo:
     set_vars: tuple[tuple[str, str], ...] | None = None  # a SET made only of replayable assignments
     use_db: str | None = None  # USE <db>: answered by dbmesh
     history: str | None = None  # reads per-connection history (ROW_COUNT(), SHOW WARNINGS ...)
-    local: str | None = None  # answered by dbmesh itself: "show_databases"
+    local: str | None = None  # answered by dbmesh itself: "show_databases", "kill_query", "kill_connection"
+    target: int = 0  # KILL's connection id (dbmesh's own ids, as the handshake gave them)
     multi: bool = False  # several statements in one COM_QUERY
 
 
@@ -184,6 +186,12 @@ def classify(sql: str) -> StatementInfo:
             if name.startswith("`"):
                 name = name[1:-1].replace("``", "`")
             return StatementInfo("use", use_db=name)
+    if word == "kill":
+        k = _KILL.match(body)
+        if k:
+            scope = "kill_query" if (k.group(1) or "").upper() == "QUERY" else "kill_connection"
+            return StatementInfo("admin", local=scope, target=int(k.group(2)))
+        return StatementInfo("admin", local="kill_unsupported")
     if kind == "show" and _SHOW_DATABASES.match(body):
         return StatementInfo("show", local="show_databases")
     hist = _HISTORY.search(body)

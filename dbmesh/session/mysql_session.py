@@ -202,6 +202,9 @@ class MySQLSession:
             if info.local == "show_databases":
                 self._show_databases()
                 return
+            if info.local is not None:
+                self._kill(info)
+                return
             if info.history and self.history_lost:
                 self._error(errors.SessionError(errors.SESSION_HISTORY_LOST, construct=info.history))
                 return
@@ -242,6 +245,9 @@ class MySQLSession:
             return
         if cmd == Command.PING:
             self._ok()
+            return
+        if cmd == Command.PROCESS_KILL and len(payload) >= 5:
+            self._kill(StatementInfo("admin", local="kill_connection", target=int.from_bytes(payload[1:5], "little")))
             return
         if cmd == Command.QUIT:
             self.frontend.close()
@@ -524,6 +530,36 @@ class MySQLSession:
             return
         self._select_database(db)
         self._ok()
+
+    def _kill(self, info: StatementInfo) -> None:
+        """KILL [QUERY|CONNECTION] id, with dbmesh's connection ids (the ones handshakes and clients know)."""
+        if info.local == "kill_unsupported":
+            self._error(errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="KILL",
+                                            detail="only KILL [CONNECTION | QUERY] <connection id> is supported"))
+            return
+        target = self.runtime.find_mysql_client(info.target)
+        if target is None or target.session is None:
+            self._error(errors.SessionError(errors.UNKNOWN_THREAD, thread=info.target))
+            return
+        self.runtime.spawn(target.session.cancel_running(close=info.local == "kill_connection"))
+        self._ok()
+
+    async def cancel_running(self, close: bool) -> None:
+        """Stop the statement this session is running (KILL QUERY on a side connection), and maybe the session."""
+        stmt, conn = self.current, self.conn
+        if stmt is not None and conn is not None and conn.busy:
+            killer = MySQLBackendConnection(conn.data_source, (0, conn.key[1]), None)
+            try:
+                await killer.connect(conn.data_source.pool.connect_timeout_s)
+                # Re-check: the statement must still be the one we were asked to stop, on the same connection.
+                if self.current is stmt and self.conn is conn and conn.busy:
+                    await killer.execute(f"KILL QUERY {conn.thread_id}")
+            except (errors.DbMeshError, BackendQueryError, OSError) as exc:
+                log.info("KILL QUERY on %s failed: %s", conn.data_source.name, exc)
+            finally:
+                killer.quit()
+        if close:
+            self.frontend.close()
 
     def _show_databases(self) -> None:
         cols = [ColumnDefinition41("Database", ColumnType.VAR_STRING, self.collation, 256, 1, 0, "information_schema",

@@ -336,3 +336,33 @@ def test_sigterm_lets_running_statements_finish_then_exits(start_dbmesh: Any) ->
     assert result.get("value") == 0, result
     assert proc.terminate(timeout=10) == 0
     assert_clean_log(proc)
+
+
+def test_kill_query_uses_dbmesh_connection_ids(dbmesh: DbMeshProcess) -> None:
+    """What the mysql client does on Ctrl-C: a second connection sends KILL QUERY <id from the handshake>."""
+    victim = connect(dbmesh)
+    victim_id = victim.thread_id()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            result["value"] = scalar(victim, "SELECT SLEEP(20)")
+        except pymysql.MySQLError as exc:
+            result["error"] = exc
+        result["elapsed"] = time.monotonic() - started
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    killer = connect(dbmesh)
+    with killer.cursor() as cur:
+        cur.execute(f"KILL QUERY {victim_id}")
+    t.join(10)
+    # MariaDB answers an interrupted SLEEP() with 1 (or error 1317, depending on timing); either way it stopped.
+    assert result["elapsed"] < 5, result
+    assert result.get("value") == 1 or result["error"].args[0] == 1317, result
+    assert scalar(victim, "SELECT 9") == 9  # the session goes on
+    with pytest.raises(pymysql.MySQLError) as exc, killer.cursor() as cur:
+        cur.execute("KILL QUERY 987654")
+    assert exc.value.args[0] == 1094
