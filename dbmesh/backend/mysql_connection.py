@@ -81,6 +81,8 @@ class MySQLBackendConnection(asyncio.Protocol):
         self.deprecate_eof = bool(key[0] & Capability.DEPRECATE_EOF)
         self.created_at = time.monotonic()
         self.last_used = self.created_at
+        # When it should be replaced (maxLifetime), on the perf_counter clock the statement path already reads.
+        self.expires_at = time.perf_counter() + data_source.pool.max_lifetime_s
         self.broken = False
         self.closed = False
         self.dirty = False  # holds state a new user must not see: reset before reuse

@@ -298,7 +298,7 @@ class MySQLSession:
         self.current = stmt
         conn = self.conn
         if conn is not None and not conn.broken and conn.data_source is ds and conn.schema == self._want_schema \
-                and conn.vars == self.vars:
+                and conn.vars == self.vars and stmt.start < conn.expires_at:
             # Fast path: our sticky connection is ready; no task, no await.
             self.reclaimable = False
             if poison:
@@ -337,6 +337,15 @@ class MySQLSession:
         db = self.database or self.runtime.default_database()
         assert ds is not None and db is not None
         conn = self.conn
+        if conn is not None and not conn.broken and conn.expires_at < perf_counter() and not (
+                self.pinned or self.status & Status.IN_TRANS):
+            # Past maxLifetime: hand it back (the pool closes it) and lease a fresh one.
+            self.conn = None
+            self.reclaimable = False
+            if self.pool is not None:
+                self.pool.unhold(self)
+                self.pool.release(conn)
+            conn = None
         if conn is not None and (conn.broken or conn.data_source is not ds):
             if self.pinned or self.status & Status.IN_TRANS:
                 if conn.broken:

@@ -366,3 +366,34 @@ def test_kill_query_uses_dbmesh_connection_ids(dbmesh: DbMeshProcess) -> None:
     with pytest.raises(pymysql.MySQLError) as exc, killer.cursor() as cur:
         cur.execute("KILL QUERY 987654")
     assert exc.value.args[0] == 1094
+
+
+def test_pool_lifetime_idle_timeout_and_dead_idle_connections(start_dbmesh: Any, mariadb: MariaDB) -> None:
+    doc = database_config("dbmesh_test", mariadb, max_pool_size=4, min_pool_size=0)
+    doc["dataSources"]["ds_0"].update(
+        maxLifetimeMilliseconds=1500, idleTimeoutMilliseconds=600, healthCheckIntervalMilliseconds=300)
+    proc = start_dbmesh(databases={"dbmesh_test": doc}, include_default_database=False)
+    conn = connect(proc)
+    first = scalar(conn, "SELECT CONNECTION_ID()")
+    assert scalar(conn, "SELECT CONNECTION_ID()") == first  # the session keeps its connection
+    time.sleep(1.7)
+    second = scalar(conn, "SELECT CONNECTION_ID()")
+    assert second != first  # replaced after maxLifetime, without an error
+    conn.close()
+    time.sleep(0.3)
+    # An idle pooled connection that the server drops is never handed to a client.
+    threads = [r[0] for r in mariadb.execute(
+        "SELECT id FROM information_schema.processlist WHERE db = 'dbmesh_test' AND command = 'Sleep'"
+        " AND user = 'root' AND id <> CONNECTION_ID()")]
+    assert threads, "the released connection should be idle in the pool"
+    for thread in threads:
+        mariadb.execute(f"KILL {thread}")
+    again = connect(proc)
+    assert scalar(again, "SELECT 1") == 1
+    again.close()
+    # Idle connections above minPoolSize close after idleTimeout.
+    deadline = time.monotonic() + 5
+    while sum(p["total"] for p in health(proc)["pools"].values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sum(p["total"] for p in health(proc)["pools"].values()) == 0, health(proc)
+    assert_clean_log(proc)
