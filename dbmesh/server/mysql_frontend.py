@@ -70,7 +70,7 @@ class MySQLFrontend(asyncio.Protocol):
             connection_id=self.conn_id, server_version=rt.mysql_server_version, collation=rt.mysql_collation,
             tls_available=rt.ssl_context is not None, users=self._lookup_user, client_host=self.peer_host,
             rsa_keys=rt.rsa_keys, default_plugin=NATIVE_PASSWORD)
-        transport.write(build_packet(self.handshake.greeting(), 0))
+        self.write(build_packet(self.handshake.greeting(), 0))
         timeout = rt.config.server.limits.auth_timeout_seconds
         self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_timed_out, timeout)
 

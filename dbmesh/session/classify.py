@@ -200,7 +200,8 @@ def classify(sql: str) -> StatementInfo:
         history = (hist.group("c") and hist.group("c").upper() + "()") or (
             hist.group("v") and "@@" + hist.group("v").lower()) or ("SHOW " + hist.group("s").upper())
     if kind == "set":
-        rest = body[_SET_PREFIX.match(body).end():] if _SET_PREFIX.match(body) else ""
+        prefix = _SET_PREFIX.match(body)
+        rest = body[prefix.end():] if prefix else ""
         assigns = _parse_set(rest)
         if assigns is not None:
             return StatementInfo("set", set_vars=assigns, history=history)

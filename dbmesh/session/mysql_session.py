@@ -11,11 +11,10 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from time import perf_counter
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from dbmesh import errors

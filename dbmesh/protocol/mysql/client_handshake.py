@@ -8,7 +8,13 @@ from enum import Enum, auto
 from dbmesh._wire.mysql_framing import FramingError
 from dbmesh.protocol.mysql import auth
 from dbmesh.protocol.mysql.constants import CACHING_SHA2_PASSWORD, CLEAR_PASSWORD, NATIVE_PASSWORD, Capability
-from dbmesh.protocol.mysql.packets import AuthSwitchRequest, ErrPacket, HandshakeResponse41, HandshakeV10, OkPacket
+from dbmesh.protocol.mysql.packets import (
+    AuthSwitchRequest,
+    ErrPacket,
+    HandshakeResponse41,
+    HandshakeV10,
+    OkPacket,
+)
 
 
 @dataclass(frozen=True, slots=True)
