@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -19,6 +20,8 @@ from dbmesh.config import DataSource
 from dbmesh.protocol.mysql.client_handshake import ClientHandshake, Failed, Ready, Send
 from dbmesh.protocol.mysql.constants import BACKEND_BASE_CAPABILITIES, Capability, Command
 from dbmesh.protocol.mysql.packets import ErrPacket
+
+log = logging.getLogger("dbmesh.backend")
 
 
 class ResponseSink(Protocol):
@@ -131,20 +134,25 @@ class MySQLBackendConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         sink = self._sink
         if sink is not None:
-            used = self.scanner.feed(data)
-            if used == len(data):
-                self._forward(data)
-            else:
-                self._forward(data[:used])
-            if self.scanner.done:
-                self._sink = None
-                self.last_used = time.monotonic()
-                if used != len(data) or self.scanner.protocol_error:
-                    # More bytes than one response, or a response we cannot follow: the connection's framing
-                    # can no longer be trusted. The client got what belonged to its command.
-                    self.broken = True
-                    self.close()
-                sink.response_done(self)
+            try:
+                used = self.scanner.feed(data)
+                if used == len(data):
+                    self._forward(data)
+                else:
+                    self._forward(data[:used])
+                if self.scanner.done:
+                    self._sink = None
+                    self.last_used = time.monotonic()
+                    if used != len(data) or self.scanner.protocol_error:
+                        # More bytes than one response, or a response we cannot follow: the connection's framing
+                        # can no longer be trusted. The client got what belonged to its command.
+                        self.broken = True
+                        self.close()
+                    sink.response_done(self)
+            except Exception:  # a bug must not escape into the event loop; drop this connection, keep serving
+                log.exception("[BUG] unexpected error handling data from %s", self.data_source.name)
+                self.broken = True
+                self.close()
             return
         if self._handshake is not None:
             self._on_handshake_bytes(data)
