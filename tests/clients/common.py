@@ -151,11 +151,11 @@ def expression_select(table: str) -> str:
     )
 
 
-def crud_steps(table: str) -> list[Step]:
-    """The CRUD scenario (text protocol, ``%s`` parameters escaped by the client)."""
+def crud_steps(table: str, rows: Sequence[tuple[Any, ...]] = SAMPLE_ROWS) -> list[Step]:
+    """The CRUD scenario (``%s`` parameters, escaped by the client or bound by a prepared cursor)."""
     return [
-        Step("insert 3 rows", insert_sql(table, 3), flat(SAMPLE_ROWS)),
-        Step("insert 1 row", insert_sql(table, 1), SAMPLE_ROWS[0]),
+        Step("insert 3 rows", insert_sql(table, 3), flat(rows)),
+        Step("insert 1 row", insert_sql(table, 1), rows[0]),
         Step("select all", select_all(table)),
         Step("select expressions", expression_select(table)),
         Step("select where param", f"SELECT id, vc, bl FROM `{table}` WHERE vc = %s AND bl = %s ORDER BY id",
@@ -409,7 +409,7 @@ def check_transactions(connect: Callable[[], Any], table: str,
         c2.close()
 
 
-def expected_crud_rows() -> list[tuple[Any, ...]]:
+def expected_crud_rows(rows: Sequence[tuple[Any, ...]] = SAMPLE_ROWS) -> list[tuple[Any, ...]]:
     """``select all`` after the first two steps of ``crud_steps``, as Python values."""
-    inserted = [*SAMPLE_ROWS, SAMPLE_ROWS[0]]
+    inserted = [*rows, rows[0]]
     return [(i + 1, *row) for i, row in enumerate(inserted)]

@@ -362,3 +362,29 @@ def test_two_concurrent_clients(proxy: Endpoint, fresh_table: Any) -> None:
     with connect(proxy) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT vc, COUNT(*), MIN(i), MAX(i) FROM `{TABLE}` GROUP BY vc ORDER BY vc")
         assert cur.fetchall() == (("w1", 100, 1000, 1099), ("w2", 100, 2000, 2099))
+
+
+# -- COM_PING between statements ------------------------------------------------------------------------------
+
+
+def test_ping_between_statements_matches_direct(direct: Endpoint, proxy: Endpoint, fresh_table: Any) -> None:
+    """COM_PING is a command like any other for the server: it resets ROW_COUNT() and the warnings of
+    the previous statement. Drivers ping between statements (mysql-connector's cursor() pings to check
+    the connection), so a proxy that answers COM_PING itself must give the same session state afterwards."""
+    fresh_table(TABLE)
+    results = {}
+    for ep in (direct, proxy):
+        fresh_table(TABLE)
+        out: list[Any] = []
+        with connect(ep) as conn, conn.cursor() as cur:
+            cur.execute(f"INSERT INTO `{TABLE}` (i) VALUES (1), (2)")
+            cur.execute(f"UPDATE `{TABLE}` SET i = i + 1")
+            conn.ping(reconnect=False)
+            cur.execute("SELECT ROW_COUNT()")
+            out.append(("row_count after ping", cur.fetchall()))
+            cur.execute(f"INSERT IGNORE INTO `{TABLE}` (short) VALUES ('too long for five')")
+            conn.ping(reconnect=False)
+            cur.execute("SHOW WARNINGS")
+            out.append(("warnings after ping", cur.fetchall()))
+        results[ep.name] = out
+    assert results["dbmesh"] == results["direct"]
