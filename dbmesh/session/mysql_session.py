@@ -57,13 +57,22 @@ _SIMPLE_FORWARD = {Command.STMT_RESET: RESPONSE_SIMPLE}
 _NO_REPLY = {Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA}
 
 
-def classify_cached(sql: str) -> StatementInfo:
+# SQL bytes -> (text, info) for statements the hot path may forward without looking further.
+_FAST_QUERIES: dict[bytes, tuple[str, StatementInfo]] = {}
+_COM_QUERY = int(Command.QUERY)
+_COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
+
+
+def classify_cached(sql: str, raw: bytes | None = None) -> StatementInfo:
     info = _CLASSIFY_CACHE.get(sql)
     if info is None:
         info = classify(sql)
         if len(_CLASSIFY_CACHE) >= _CLASSIFY_CACHE_MAX:
             _CLASSIFY_CACHE.clear()
+            _FAST_QUERIES.clear()
         _CLASSIFY_CACHE[sql] = info
+        if raw is not None and info.use_db is None and info.local is None and not info.history:
+            _FAST_QUERIES[raw] = (sql, info)
     return info
 
 
@@ -132,17 +141,15 @@ class MySQLSession:
     def on_frame(self, frame: bytes) -> None:
         """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle."""
         cmd = frame[4]
-        if cmd == Command.STMT_EXECUTE:
+        if cmd == _COM_STMT_EXECUTE:
             stmt_type = self.prepared.get(int.from_bytes(frame[5:9], "little"))
             if stmt_type is not None:
                 self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
                 return
-        elif cmd == Command.QUERY:
-            payload = frame[4:]
-            sql = payload[1:].decode("utf-8", "replace")
-            info = _CLASSIFY_CACHE.get(sql)
-            if info is not None and info.use_db is None and info.local is None and not info.history:
-                self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, sql, info.type, info))
+        elif cmd == _COM_QUERY:
+            hit = _FAST_QUERIES.get(frame[5:])
+            if hit is not None:
+                self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, hit[0], hit[1].type, hit[1]))
                 return
         self._dispatch(frame[4:], 0)
 
@@ -194,7 +201,7 @@ class MySQLSession:
         cmd = payload[0]
         if cmd == Command.QUERY:
             sql = payload[1:].decode("utf-8", "replace")
-            info = classify_cached(sql)
+            info = classify_cached(sql, payload[1:])
             if info.use_db is not None:
                 self._use_database(info.use_db, Command.QUERY)
                 return
