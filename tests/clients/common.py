@@ -10,8 +10,8 @@ Absolute expectations (3 rows inserted, first id 1, error 1146/42S02, ...) are a
 client that misbehaves the same way on both paths still fails.
 
 A scenario is data: a list of ``Step`` (label, SQL, parameters). Each client supplies an executor that
-turns one step into an ``Observation``; sync DB-API drivers share ``run_dbapi_steps`` and async drivers
-are driven through ``AsyncDriver`` (one private event loop per connection).
+turns one step into an ``Observation``; sync DB-API drivers share ``run_dbapi_steps``, async drivers
+``run_async_steps``.
 """
 
 from __future__ import annotations
@@ -301,31 +301,7 @@ def run_dbapi_steps(
     return out
 
 
-# -- async drivers, driven synchronously --------------------------------------------------------------
-
-
-class AsyncDriver:
-    """Runs one async client connection on a private event loop, so sync helpers can drive it.
-
-    The loop records exceptions that reach its handler; ``close()`` raises if any did (as the suite's
-    conftest does for async tests).
-    """
-
-    def __init__(self) -> None:
-        import uvloop
-
-        self.loop = uvloop.new_event_loop()
-        self.loop_errors: list[dict[str, Any]] = []
-        self.loop.set_exception_handler(lambda loop, ctx: self.loop_errors.append(ctx))
-
-    def run(self, coro: Any, timeout: float = 60.0) -> Any:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
-        if self.loop_errors:
-            raise AssertionError(f"unhandled exceptions in the client's event loop: {self.loop_errors}")
+# -- async drivers ------------------------------------------------------------------------------------
 
 
 async def run_async_steps(
@@ -334,6 +310,8 @@ async def run_async_steps(
     *,
     errors: type[BaseException] | tuple[type[BaseException], ...],
 ) -> list[Observation]:
+    """Warning counts of OK packets are not recorded (neither driver keeps them after the cursor has
+    read the result); the scenarios' ``SELECT @@warning_count`` and ``SHOW WARNINGS`` steps cover them."""
     """``run_dbapi_steps`` for aiomysql/asyncmy-style cursors (awaitable execute/fetchall/close)."""
     out: list[Observation] = []
     for step in steps:
@@ -350,7 +328,6 @@ async def run_async_steps(
                 lastrowid=cur.lastrowid,
                 description=tuple(tuple(d) for d in cur.description) if cur.description else None,
                 rows=rows,
-                warnings=conn._result.warning_count if getattr(conn, "_result", None) is not None else None,
             ))
         except errors as exc:
             out.append(Observation(step.label, error=error_info(exc)))
@@ -413,3 +390,26 @@ def expected_crud_rows(rows: Sequence[tuple[Any, ...]] = SAMPLE_ROWS) -> list[tu
     """``select all`` after the first two steps of ``crud_steps``, as Python values."""
     inserted = [*rows, rows[0]]
     return [(i + 1, *row) for i, row in enumerate(inserted)]
+
+
+async def check_transactions_async(connect: Callable[[], Any], table: str,
+                                   run: Callable[[Any, Sequence[Step]], Any]) -> None:
+    """``check_transactions`` for async drivers (``connect`` and ``run`` are coroutine functions)."""
+    committed, rolled_back, check = transaction_steps(table)
+    c1, c2 = await connect(), await connect()
+    try:
+        for obs in await run(c1, committed):
+            assert obs.error is None, obs
+        assert first_column((await run(c2, check))[0]) == ["committed"]
+        inside = await run(c1, rolled_back[:3])
+        assert all(o.error is None for o in inside), inside
+        assert first_column(inside[2]) == ["committed", "rolled back"]
+        assert first_column((await run(c2, check))[0]) == ["committed"]
+        assert (await run(c1, rolled_back[3:]))[0].error is None
+        assert first_column((await run(c1, check))[0]) == ["committed"]
+        assert first_column((await run(c2, check))[0]) == ["committed"]
+    finally:
+        for c in (c1, c2):
+            result = c.close()
+            if asyncio.iscoroutine(result):
+                await result
