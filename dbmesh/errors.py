@@ -83,8 +83,8 @@ BACKEND_PROTOCOL = _entry(
     "A data source broke the protocol.")
 # Session and statement.
 SESSION_HISTORY_LOST = _entry(
-    "DBM-1301", "{construct} refers to an earlier statement whose data source connection was given to another session; "
-    "run both statements in one transaction", 1105, "HY000", "55000",
+    "DBM-1301", "{construct} refers to the previous statement, which did not run on this session's current data source "
+    "connection (it was given to another session); run both statements in one transaction", 1105, "HY000", "55000",
     "Connection multiplexing reassigned the backend connection, so per-connection history is gone.")
 SESSION_DATABASE_SWITCH_IN_TRANSACTION = _entry(
     "DBM-1302", "cannot switch to logical database '{database}' on another data source inside a transaction", 1105, "HY000",

@@ -113,7 +113,9 @@ class MySQLSession:
         self.pinned: str | None = None  # why the connection cannot be shared, if it cannot
         self.conn: MySQLBackendConnection | None = None
         self.pool: MySQLPool | None = None
-        self.history_lost = False
+        # The connection that served our previous statement: per-connection history (ROW_COUNT(), warnings,
+        # FOUND_ROWS()) is ours only while we are still on it.
+        self.history_conn: MySQLBackendConnection | None = None
         self.prepared: dict[int, str] = {}  # statement id -> statement type (ids are the pinned backend's own)
         self.queue: deque[tuple[bytes, int]] = deque()
         self.current: _Statement | None = None
@@ -211,7 +213,7 @@ class MySQLSession:
             if info.local is not None:
                 self._kill(info)
                 return
-            if info.history and self.history_lost:
+            if info.history and (self.conn is None or self.conn is not self.history_conn or self.conn.broken):
                 self._error(errors.SessionError(errors.SESSION_HISTORY_LOST, construct=info.history))
                 return
             self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, sql, info.type, info))
@@ -250,7 +252,12 @@ class MySQLSession:
             self._forward(payload, cmd, kind, _Statement(cmd, "", "execute", None))
             return
         if cmd == Command.PING:
-            self._ok()
+            conn = self.conn
+            if conn is not None and not conn.broken and not conn.busy:
+                # The server treats PING as a statement (it resets ROW_COUNT() and warnings): keep that.
+                self._forward(payload, cmd, RESPONSE_SIMPLE, _Statement(cmd, "", "ping", None))
+            else:
+                self._ok()  # no connection of ours holds history, so a local answer is exact
             return
         if cmd == Command.PROCESS_KILL and len(payload) >= 5:
             self._kill(StatementInfo("admin", local="kill_connection", target=int.from_bytes(payload[1:5], "little")))
@@ -430,7 +437,7 @@ class MySQLSession:
                 self.frontend.close()
         if not (self.status & AUTOCOMMIT):
             self.pinned = self.pinned or "autocommit=0"
-        self.history_lost = False
+        self.history_conn = conn
         if self.closed:
             return
         if not self.pinned and not (self.status & IN_TRANS) and not conn.dirty and self.runtime.multiplexing:
@@ -508,7 +515,6 @@ class MySQLSession:
             return None
         self.conn = None
         self.reclaimable = False
-        self.history_lost = True
         return conn
 
     def _drop_conn(self) -> None:
@@ -605,7 +611,6 @@ class MySQLSession:
         self.vars = {}
         self.prepared.clear()
         self.status = int(Status.AUTOCOMMIT)
-        self.history_lost = False
         self._offer()
 
     def run_after_change_user(self, user: str, database: Database | None, collation: int) -> None:

@@ -146,6 +146,10 @@ class MariaDB:
         return self.basedir / "data"
 
     @property
+    def tmpdir(self) -> Path:
+        return self.datadir.parent / (self.datadir.name + "-tmp")
+
+    @property
     def pid_file(self) -> Path:
         assert self.basedir is not None
         return self.basedir / "mariadbd.pid"
@@ -188,6 +192,7 @@ class MariaDB:
         if (self.datadir / "mysql").is_dir():
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         cmd = [
             _find_binary("mariadb-install-db", "mysql_install_db"),
             "--no-defaults",
@@ -195,6 +200,7 @@ class MariaDB:
             "--auth-root-authentication-method=normal",  # root@localhost/127.0.0.1 with an empty password
             "--skip-test-db",
             "--skip-name-resolve",  # no root@<hostname> rows that --skip-name-resolve would then warn about
+            f"--tmpdir={self.tmpdir}",  # private: concurrent installs in a shared /tmp collide on temp tables
         ]
         if os.geteuid() == 0:
             cmd.append("--user=root")
@@ -219,6 +225,7 @@ class MariaDB:
             f"--socket={self.socket_path}",
             f"--pid-file={self.pid_file}",
             f"--log-error={self.error_log}",
+            f"--tmpdir={self.tmpdir}",
             *SERVER_OPTIONS,
             *self.extra_options,
         ]
