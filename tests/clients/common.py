@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import decimal
+import inspect
 import pprint
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -316,6 +317,8 @@ async def run_async_steps(
     out: list[Observation] = []
     for step in steps:
         cur = conn.cursor()
+        if inspect.isawaitable(cur):  # aiomysql: ``await conn.cursor()``; asyncmy: plain call
+            cur = await cur
         try:
             if step.params is None:
                 await cur.execute(step.sql)
