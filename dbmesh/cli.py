@@ -30,6 +30,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         sources = ", ".join(f"{ds.name}={ds.protocol}://{ds.host}:{ds.port}/{ds.database or ''}"
                             for ds in db.data_sources.values())
         print(f"  {db.name}: {sources}")
+    if args.connect:
+        from dbmesh.backend.probe import probe_all
+
+        failures = 0
+        for result in asyncio.run(probe_all(cfg)):
+            print(f"  {result.line()}")
+            failures += not result.ok
+        if failures:
+            print(f"error: {failures} data source(s) unreachable", file=sys.stderr)
+            return 3
     return 0
 
 
@@ -62,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("check-config", help="validate a configuration directory and exit")
     p.add_argument("--config", required=True)
+    p.add_argument("--connect", action="store_true", help="also log in to every data source and report its version")
     p.set_defaults(func=cmd_check_config)
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
