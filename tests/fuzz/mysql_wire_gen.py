@@ -155,7 +155,7 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     """Cut data at the given offsets (any order, duplicates and out-of-range values ignored)."""
     points = sorted({c for c in cuts if 0 < c < len(data)})
     out, prev = [], 0
-    for c in points + [len(data)]:
+    for c in [*points, len(data)]:
         out.append(data[prev:c])
         prev = c
     return [c for c in out if c] or [b""]

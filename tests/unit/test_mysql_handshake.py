@@ -61,7 +61,7 @@ def sha256(b: bytes) -> bytes:
 
 
 def xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    return bytes(x ^ y for x, y in zip(a, b, strict=False))
 
 
 # -- auth.py ---------------------------------------------------------------------------------------------------------

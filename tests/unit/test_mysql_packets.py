@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbmesh._wire.mysql_framing import FramingError, ResponseScanner, build_packet, RESPONSE_RESULT
+from dbmesh._wire.mysql_framing import RESPONSE_RESULT, FramingError, ResponseScanner, build_packet
 from dbmesh.protocol.mysql.constants import SERVER_CAPABILITIES, Capability, ColumnType, Status
 from dbmesh.protocol.mysql.packets import (
     AuthSwitchRequest,
@@ -139,7 +139,7 @@ def test_handshake_response_empty_optional_fields() -> None:
 
 
 def test_handshake_response_rejects_pre41_and_truncation() -> None:
-    with pytest.raises(FramingError, match="pre-4.1"):
+    with pytest.raises(FramingError, match=r"pre-4\.1"):
         HandshakeResponse41.decode(struct.pack("<IIB", int(C.SECURE_CONNECTION), 0, 8) + bytes(23) + b"u\x00\x00")
     good = HandshakeResponse41(int(BASE | C.CONNECT_ATTRS), 0, 45, "user", bytes(20), None, None, {"k": "v"}).encode()
     for cut in (0, 3, 8, 20, 32, 36, 38, 50):

@@ -241,7 +241,7 @@ def test_take_buffered_includes_a_partial_packet(impl: Any) -> None:
 
 
 def check(resp: Response, chunks: list[bytes] | None = None, trailing: bytes = b"NEXT") -> None:
-    wire, ends, _ = resp.wire()
+    wire, _ends, _ = resp.wire()
     data = wire + trailing
     chunks = chunks if chunks is not None else [data]
     states = []
@@ -375,7 +375,7 @@ def test_scanner_rows_over_16mib(deprecate_eof: bool, row_len: int) -> None:
     wire, ends, _ = r.wire()
     rnd = random.Random(row_len + deprecate_eof)
     # Cuts: random, plus inside the header of the continuation chunk and around each packet end.
-    row_start = ends[-4] if not deprecate_eof else ends[-4]
+    row_start = ends[-4]  # payloads: count, definition, [EOF], small row, big row, last row, terminator
     cuts = [rnd.randrange(len(wire)) for _ in range(8)] + [row_start + 4 + MAX_CHUNK + 2] + ends
     chunks = split(wire + b"tail", cuts)
     check(r, chunks, trailing=b"tail")
@@ -395,7 +395,7 @@ def test_scanner_rows_over_16mib(deprecate_eof: bool, row_len: int) -> None:
 @given(resp=responses(), data=st.data())
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_scanner_generated_responses(resp: Response, data: st.DataObject) -> None:
-    wire, ends, _ = resp.wire()
+    wire, _ends, _ = resp.wire()
     stream = wire + data.draw(st.binary(max_size=10))
     chunks = split(stream, data.draw(cut_points(len(stream))))
     check(resp, chunks, trailing=stream[len(wire):])
@@ -419,7 +419,7 @@ def test_scanner_mid_packet_at_every_prefix(resp: Response, data: st.DataObject)
 
 def test_scanner_simple_rejects_a_result_set() -> None:
     for impl in IMPLS:
-        s, consumed = scan(impl, SIMPLE, False, [cy.build_packet(b"\x01", 1)])
+        s, _consumed = scan(impl, SIMPLE, False, [cy.build_packet(b"\x01", 1)])
         assert s.done and s.protocol_error == "expected OK or ERR"
 
 
