@@ -69,6 +69,8 @@ cdef class PacketReader:
                 first_seq = seq
             total += length
             if total > self.max_payload:
+                self.seq = first_seq  # so an error reply can take the next sequence id
+                self.last_seq = seq
                 raise FramingError(f"packet of at least {total} bytes exceeds the limit of {self.max_payload}")
             if n - scan - 4 < length:
                 return None

@@ -59,6 +59,7 @@ class PacketReader:
                 first_seq = seq
             total += length
             if total > self.max_payload:
+                self.seq, self.last_seq = first_seq, seq  # so an error reply can take the next sequence id
                 raise FramingError(f"packet of at least {total} bytes exceeds the limit of {self.max_payload}")
             if len(buf) - scan - 4 < length:
                 return None
@@ -162,6 +163,7 @@ class ResponseScanner:
                 i += take
                 if len(self._pending) < 4:
                     break
+                self.last_seq = self._pending[3]  # as the Cython scanner: known as soon as the header is
             length = int.from_bytes(self._pending[0:3], "little")
             have = len(self._pending) - 4
             take = min(length - have, len(data) - i)
@@ -169,7 +171,6 @@ class ResponseScanner:
             i += take
             if len(self._pending) - 4 < length:
                 break
-            self.last_seq = self._pending[3]
             payload = bytes(self._pending[4:])
             self._pending = bytearray()
             if not self._continued:
@@ -262,7 +263,7 @@ class ResponseScanner:
                 return self._read_err()
             if self.kind == RESPONSE_PREPARE:
                 h = self._head
-                if h[0] != 0 or len(h) < 12:
+                if len(h) < 12 or h[0] != 0:
                     return self._finish("malformed COM_STMT_PREPARE response")
                 self.stmt_id = int.from_bytes(h[1:5], "little")
                 self.num_columns = int.from_bytes(h[5:7], "little")

@@ -110,7 +110,7 @@ class MySQLFrontend(asyncio.Protocol):
             err = (errors.ProtocolError(code, limit=reader.max_payload) if code is errors.PROTOCOL_PACKET_TOO_LARGE
                    else errors.ProtocolError(code, detail=str(exc)))
             self.runtime.metrics.error(err.entry.code, "mysql")
-            self.send_error(err, (reader.seq + 1) & 0xFF)
+            self.send_error(err, (reader.last_seq + 1) & 0xFF)
             self.close()
         except Exception as exc:  # a bug must not take the server down or leak a traceback to the client
             log.exception("[BUG] unexpected error on connection %d", self.conn_id)
@@ -140,6 +140,8 @@ class MySQLFrontend(asyncio.Protocol):
         t = self.transport
         if t is not None and not t.is_closing():
             if self.tls is not None:
+                if not self.tls.handshake_done:
+                    return  # nothing can be said before the TLS handshake; the caller closes
                 data = self.tls.encrypt(data)
             t.write(data)
 

@@ -169,8 +169,24 @@ def _parse_set(body: str) -> tuple[tuple[str, str], ...] | None:
     return tuple(out) or None
 
 
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!\d*(.*?)\*/", re.S)
+
+
 def classify(sql: str) -> StatementInfo:
     """Classify one COM_QUERY text. Pure; callers cache by text."""
+    if "/*!" in sql or "/*M!" in sql:
+        # MySQL/MariaDB execute the text of /*! ... */ (when their version is at least the one given): judge
+        # the statement with those comments opened. A version-gated SET may or may not run, so any state it
+        # could leave pins the session rather than being replayed.
+        opened = _EXECUTABLE_COMMENT.sub(lambda m: " " + m.group(1) + " ", sql)
+        inner = _classify(opened)
+        if inner.set_vars or inner.pin:
+            return StatementInfo(inner.type, pin="executable comment", history=inner.history, multi=inner.multi)
+        return inner
+    return _classify(sql)
+
+
+def _classify(sql: str) -> StatementInfo:
     start = _LEADING.match(sql)
     body = sql[start.end():] if start else sql
     m = _FIRST_WORD.match(body)

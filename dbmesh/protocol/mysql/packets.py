@@ -144,8 +144,10 @@ class HandshakeResponse41:
         out = [struct.pack("<IIB", caps, self.max_packet, self.collation), b"\x00" * 23, self.user.encode(), b"\x00"]
         if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             out.append(lenenc_bytes(self.auth_response))
-        else:
+        elif caps & Capability.SECURE_CONNECTION:
             out.append(bytes((len(self.auth_response),)) + self.auth_response)
+        else:
+            out += [self.auth_response, b"\x00"]
         if caps & Capability.CONNECT_WITH_DB:
             out += [(self.database or "").encode(), b"\x00"]
         if caps & Capability.PLUGIN_AUTH:
