@@ -4,6 +4,7 @@ from setuptools import Extension, setup
 
 extensions = [
     Extension("dbmesh._wire.mysql_framing", ["dbmesh/_wire/mysql_framing.pyx"]),
+    Extension("dbmesh._wire.pg_framing", ["dbmesh/_wire/pg_framing.pyx"]),
 ]
 
 setup(
