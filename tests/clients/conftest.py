@@ -20,8 +20,12 @@ def direct(mariadb: MariaDB) -> Endpoint:
     return Endpoint("direct", mariadb.host, mariadb.port, mariadb.user, mariadb.password)
 
 
+_STARTED: dict[str, DbMeshProcess] = {}  # the shared dbmesh once a test here used it (for failure reports)
+
+
 @pytest.fixture(scope="session")
 def proxy(dbmesh: DbMeshProcess) -> Endpoint:
+    _STARTED["dbmesh"] = dbmesh
     return Endpoint("dbmesh", dbmesh.host, dbmesh.port, "root", "rootpw")
 
 
@@ -91,20 +95,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when in ("call", "setup"):
-        proc = getattr(item, "funcargs", {}).get("dbmesh")
-        if proc is None:
-            proc = _session_dbmesh(item)
-        if proc is not None:
+        proc = getattr(item, "funcargs", {}).get("dbmesh") or _STARTED.get("dbmesh")
+        if isinstance(proc, DbMeshProcess):
             report.sections.append(("dbmesh log (tail)", proc.stderr_text()[-6000:]))
-
-
-def _session_dbmesh(item: pytest.Item) -> DbMeshProcess | None:
-    """The shared dbmesh if some test already started it (never starts it just for a report)."""
-    fixturedefs = getattr(item.session, "_fixturemanager", None)
-    if fixturedefs is None:
-        return None
-    for fixturedef in fixturedefs._arg2fixturedefs.get("dbmesh", ()):
-        cached = getattr(fixturedef, "cached_result", None)
-        if cached and isinstance(cached[0], DbMeshProcess):
-            return cached[0]
-    return None
