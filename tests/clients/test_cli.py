@@ -124,7 +124,7 @@ def test_errors_match_direct(direct: Endpoint, proxy: Endpoint, fresh_table: Any
                              state: str) -> None:
     out = both(direct, proxy, sql + "; SELECT 'next statement runs'", "--force", prepare=lambda: fresh_table(TABLE))
     assert out["dbmesh"] == out["direct"]
-    rc, stdout, stderr = out["dbmesh"]
+    _, stdout, stderr = out["dbmesh"]
     assert f"\nERROR {code} ({state}) at line 1: " in stderr, stderr
     assert "next statement runs" in stdout  # --force: the session survives the error
 

@@ -51,7 +51,7 @@ def _paths(direct: Any, proxied: Any, path: str = "") -> list[str]:
         return [line for k in sorted(set(direct) | set(proxied))
                 for line in _paths(direct.get(k), proxied.get(k), f"{path}.{k}")]
     if isinstance(direct, list) and isinstance(proxied, list) and len(direct) == len(proxied):
-        return [line for i, (a, b) in enumerate(zip(direct, proxied)) for line in _paths(a, b, f"{path}[{i}]")]
+        return [line for i, (a, b) in enumerate(zip(direct, proxied, strict=True)) for line in _paths(a, b, f"{path}[{i}]")]
     return [] if direct == proxied else [f"{path}: {direct!r:.120} -> {proxied!r:.120}"]
 
 

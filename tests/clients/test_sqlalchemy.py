@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from tests.clients.common import BINARY, EMOJI_TEXT, JSON_DOC, Endpoint
+from tests.clients.common import BINARY, EMOJI_TEXT, Endpoint
 
 DRIVERS = ["pymysql", "mysqldb"]
 
