@@ -146,7 +146,7 @@ def test_startup_packets() -> None:
     cancel = struct.pack("!Ii", 80877102, 1234) + b"k" * 4
     assert m.decode_startup(cancel) == m.CancelRequest(1234, b"kkkk")
     assert m.CancelRequest(1234, b"kkkk").encode() == struct.pack("!I", 16) + cancel
-    assert m.decode_startup(struct.pack("!Ii", 80877102, 1) + b"k" * 256).key == b"k" * 256
+    assert m.decode_startup(struct.pack("!Ii", 80877102, 1) + b"k" * 256) == m.CancelRequest(1, b"k" * 256)
 
 
 @pytest.mark.parametrize("body", [
