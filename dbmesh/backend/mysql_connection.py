@@ -81,6 +81,8 @@ class MySQLBackendConnection(asyncio.Protocol):
         self.thread_id = 0
         self.server_version = b""
         self.capabilities = 0
+        self.ext_capabilities = 0
+        self.server_ext_capabilities = 0  # what the data source offered (MariaDB), learned at connect
         self.deprecate_eof = bool(key[0] & Capability.DEPRECATE_EOF)
         self.created_at = time.monotonic()
         self.last_used = self.created_at
@@ -106,7 +108,8 @@ class MySQLBackendConnection(asyncio.Protocol):
         shaping, collation = self.key
         self._handshake = ClientHandshake(
             user=ds.username, password=ds.password, database=self.schema,
-            capabilities=int(BACKEND_BASE_CAPABILITIES) | shaping, collation=collation)
+            capabilities=int(BACKEND_BASE_CAPABILITIES) | (shaping & 0xFFFFFFFF), collation=collation,
+            ext_capabilities=shaping >> 32)
         self._hs_reader = PacketReader(max_payload=1 << 24)
         self._ready = loop.create_future()
         try:
@@ -190,6 +193,8 @@ class MySQLBackendConnection(asyncio.Protocol):
                     self.thread_id = outcome.server.connection_id
                     self.server_version = outcome.server.server_version
                     self.capabilities = outcome.capabilities
+                    self.ext_capabilities = outcome.ext_capabilities
+                    self.server_ext_capabilities = outcome.server.ext_capabilities
                     self.deprecate_eof = bool(outcome.capabilities & Capability.DEPRECATE_EOF)
                     self._handshake = None
                     self._hs_reader = None

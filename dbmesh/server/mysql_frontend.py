@@ -69,7 +69,7 @@ class MySQLFrontend(asyncio.Protocol):
         self.handshake = ServerHandshake(
             connection_id=self.conn_id, server_version=rt.mysql_server_version, collation=rt.mysql_collation,
             tls_available=rt.ssl_context is not None, users=self._lookup_user, client_host=self.peer_host,
-            rsa_keys=rt.rsa_keys, default_plugin=NATIVE_PASSWORD)
+            rsa_keys=rt.rsa_keys, default_plugin=NATIVE_PASSWORD, ext_capabilities=rt.mysql_ext_capabilities)
         self.write(build_packet(self.handshake.greeting(), 0))
         timeout = rt.config.server.limits.auth_timeout_seconds
         self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_timed_out, timeout)
@@ -246,7 +246,8 @@ class MySQLFrontend(asyncio.Protocol):
             self._auth_timer = None
         if self.session is None:
             self.session = MySQLSession(rt, self, user=outcome.user, capabilities=outcome.capabilities,
-                                        collation=outcome.collation, database=database)
+                                        collation=outcome.collation, database=database,
+                                        ext_capabilities=outcome.ext_capabilities)
             self.handshake = None
             self.send_payload(outcome.ok.payload, outcome.ok.seq)
             return
@@ -270,7 +271,8 @@ class MySQLFrontend(asyncio.Protocol):
         rt = self.runtime
         hs = ServerHandshake(
             connection_id=self.conn_id, server_version=rt.mysql_server_version, collation=rt.mysql_collation,
-            tls_available=False, users=self._lookup_user, client_host=self.peer_host, rsa_keys=rt.rsa_keys)
+            tls_available=False, users=self._lookup_user, client_host=self.peer_host, rsa_keys=rt.rsa_keys,
+            ext_capabilities=rt.mysql_ext_capabilities)
         hs.tls_active = self.tls is not None
         assert self.session is not None
         hs._p.capabilities = self.session.capabilities

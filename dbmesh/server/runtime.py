@@ -18,7 +18,7 @@ from dbmesh.observe.admin_http import start_admin_http
 from dbmesh.observe.metrics import Metrics
 from dbmesh.observe.slowlog import SlowQueryLog
 from dbmesh.protocol.mysql.auth import RsaKeyPair
-from dbmesh.protocol.mysql.constants import UTF8MB4_GENERAL_CI
+from dbmesh.protocol.mysql.constants import MARIADB_OFFERED, UTF8MB4_GENERAL_CI
 from dbmesh.server.mysql_frontend import MySQLFrontend
 from dbmesh.server.tls import server_context
 
@@ -42,6 +42,7 @@ class Runtime:
         version = config.props.get("proxy-mysql-default-version")
         self.mysql_server_version = str(version).encode() if version else FALLBACK_MYSQL_VERSION
         self.mysql_collation = UTF8MB4_GENERAL_CI
+        self.mysql_ext_capabilities = 0  # MariaDB extended capabilities offered to clients (see warm_up)
         self.draining = False
         self._ids = itertools.count(1)
         self._clients: set[MySQLFrontend] = set()
@@ -127,8 +128,11 @@ class Runtime:
                 except errors.DbMeshError as exc:
                     log.warning("data source %s is not reachable yet: %s", ds.name, exc.message)
                 for conn in conns:
-                    if not learned and not self.config.props.get("proxy-mysql-default-version"):
-                        self.mysql_server_version = conn.server_version
+                    if not learned:
+                        if not self.config.props.get("proxy-mysql-default-version"):
+                            self.mysql_server_version = conn.server_version
+                        # Greet as the data source does: a MariaDB gets MariaDB's extended metadata offered.
+                        self.mysql_ext_capabilities = conn.server_ext_capabilities & int(MARIADB_OFFERED)
                         learned = True
                     pool.release(conn)
 

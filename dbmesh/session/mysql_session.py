@@ -94,14 +94,16 @@ class MySQLSession:
     """Everything a client connection has after login."""
 
     def __init__(self, runtime: Runtime, frontend: MySQLFrontend, *, user: str, capabilities: int, collation: int,
-                 database: Database | None) -> None:
+                 database: Database | None, ext_capabilities: int = 0) -> None:
         self.runtime = runtime
         self.frontend = frontend
         self.user = user
         self.capabilities = capabilities
         self.collation = collation
         self.deprecate_eof = bool(capabilities & Capability.DEPRECATE_EOF)
-        self.key = (capabilities & int(BACKEND_SHAPING_CAPABILITIES), collation)
+        self.ext_capabilities = ext_capabilities
+        # Backend connections must agree with the client on every flag that shapes the bytes we forward.
+        self.key = (capabilities & int(BACKEND_SHAPING_CAPABILITIES) | (ext_capabilities << 32), collation)
         self.database = database
         self._ds: DataSource | None = None  # data source of the current logical database (cached)
         self._want_schema: str | None = None  # the schema a backend connection must be on for us
@@ -619,4 +621,4 @@ class MySQLSession:
         if database is not None:
             self._select_database(database)
         self.collation = collation
-        self.key = (self.capabilities & int(BACKEND_SHAPING_CAPABILITIES), collation)
+        self.key = (self.capabilities & int(BACKEND_SHAPING_CAPABILITIES) | (self.ext_capabilities << 32), collation)

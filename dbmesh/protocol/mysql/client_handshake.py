@@ -30,6 +30,7 @@ class Ready:
     server: HandshakeV10
     capabilities: int
     ok: OkPacket
+    ext_capabilities: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +54,14 @@ class ClientHandshake:
     """Logs in with a user and password; feed each server payload with its sequence id."""
 
     def __init__(self, *, user: str, password: str, database: str | None, capabilities: int, collation: int,
-                 max_packet: int = 1 << 30, attributes: dict[str, str] | None = None) -> None:
+                 max_packet: int = 1 << 30, attributes: dict[str, str] | None = None,
+                 ext_capabilities: int = 0) -> None:
         self.user = user
         self.password = password
         self.database = database
         self.requested = capabilities
+        self.requested_ext = ext_capabilities
+        self.ext_capabilities = 0
         self.collation = collation
         self.max_packet = max_packet
         self.attributes = attributes or {"_client_name": "dbmesh"}
@@ -87,13 +91,18 @@ class ClientHandshake:
                 caps |= Capability.CONNECT_WITH_DB
             else:
                 caps &= ~Capability.CONNECT_WITH_DB
-            # MariaDB reads extended capabilities only when CLIENT_MYSQL (LONG_PASSWORD) is clear; we keep it set.
-            self.capabilities = caps | Capability.PROTOCOL_41 | Capability.LONG_PASSWORD
+            caps |= Capability.PROTOCOL_41 | Capability.LONG_PASSWORD
+            if not server.capabilities & Capability.LONG_PASSWORD and self.requested_ext & server.ext_capabilities:
+                # A MariaDB server: extended capabilities travel in the filler, and only with CLIENT_MYSQL clear.
+                self.ext_capabilities = self.requested_ext & server.ext_capabilities
+                caps &= ~Capability.LONG_PASSWORD
+            self.capabilities = caps
             self.plugin = server.auth_plugin or NATIVE_PASSWORD
             if self.plugin not in (NATIVE_PASSWORD, CACHING_SHA2_PASSWORD):
                 self.plugin = NATIVE_PASSWORD
             resp = HandshakeResponse41(self.capabilities, self.max_packet, self.collation, self.user,
-                                       self._scramble(self.plugin), self.database, self.plugin, self.attributes)
+                                       self._scramble(self.plugin), self.database, self.plugin, self.attributes,
+                                       self.ext_capabilities)
             self.state = _State.AWAIT_AUTH_RESULT
             return [Send(resp.encode(), seq + 1)]
         if self.state is _State.AWAIT_AUTH_RESULT:
@@ -101,7 +110,7 @@ class ClientHandshake:
             if head == b"\x00" and len(payload) >= 7:
                 self.state = _State.DONE
                 assert self.server is not None
-                return [Ready(self.server, self.capabilities, OkPacket.decode(payload))]
+                return [Ready(self.server, self.capabilities, OkPacket.decode(payload), self.ext_capabilities)]
             if head == b"\xfe":
                 switch = AuthSwitchRequest.decode(payload)
                 self.plugin = switch.plugin

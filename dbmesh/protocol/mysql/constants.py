@@ -38,21 +38,24 @@ class Capability(IntFlag):
 
 
 # What dbmesh offers clients. Deliberately absent: COMPRESS/ZSTD, LOCAL_FILES, QUERY_ATTRIBUTES,
-# OPTIONAL_RESULTSET_METADATA, SESSION_TRACK (it would leak a pooled backend's state), MULTI_FACTOR_AUTH.
+# OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTH. SESSION_TRACK is offered because MariaDB writes the OK
+# packet's info as a length-prefixed string whatever the client negotiated: a client without SESSION_TRACK
+# would read the prefix as text. Session-state entries in an OK packet describe the statement it answers,
+# which ran for this client; dbmesh's own replay statements are never forwarded.
 SERVER_CAPABILITIES = (
     Capability.LONG_PASSWORD | Capability.FOUND_ROWS | Capability.LONG_FLAG | Capability.CONNECT_WITH_DB
     | Capability.ODBC | Capability.IGNORE_SPACE | Capability.PROTOCOL_41 | Capability.INTERACTIVE
     | Capability.IGNORE_SIGPIPE | Capability.TRANSACTIONS | Capability.RESERVED | Capability.SECURE_CONNECTION
     | Capability.MULTI_STATEMENTS | Capability.MULTI_RESULTS | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH
     | Capability.CONNECT_ATTRS | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.CAN_HANDLE_EXPIRED_PASSWORDS
-    | Capability.DEPRECATE_EOF
+    | Capability.DEPRECATE_EOF | Capability.SESSION_TRACK
 )
 
 # Client flags that change how a backend formats its replies: a backend connection serves only sessions whose
 # flags agree on these, so its bytes can be forwarded unchanged (capabilities cannot change after the handshake).
 BACKEND_SHAPING_CAPABILITIES = (
     Capability.FOUND_ROWS | Capability.MULTI_STATEMENTS | Capability.DEPRECATE_EOF | Capability.IGNORE_SPACE
-    | Capability.ODBC
+    | Capability.ODBC | Capability.SESSION_TRACK
 )
 # Always requested from backends, whatever the client asked.
 BACKEND_BASE_CAPABILITIES = (
@@ -60,6 +63,20 @@ BACKEND_BASE_CAPABILITIES = (
     | Capability.SECURE_CONNECTION | Capability.MULTI_RESULTS | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH
     | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.CONNECT_ATTRS | Capability.CONNECT_WITH_DB
 )
+
+
+class MariaDBCapability(IntFlag):
+    """MariaDB's capability bits 32-63 (given here shifted down by 32, as they travel in their own 4 bytes)."""
+
+    PROGRESS = 1 << 0  # ERR packets with code 0xFFFF report progress: never offered (they look like an end)
+    COM_MULTI = 1 << 1
+    STMT_BULK_OPERATIONS = 1 << 2
+    EXTENDED_METADATA = 1 << 3  # column definitions carry a data type name / format (json, uuid, inet6 ...)
+    CACHE_METADATA = 1 << 4  # result sets may omit column definitions: never offered (changes the grammar)
+
+
+# MariaDB capabilities dbmesh passes through; they only add bytes inside column definitions, which are forwarded.
+MARIADB_OFFERED = MariaDBCapability.EXTENDED_METADATA
 
 
 class Status(IntFlag):

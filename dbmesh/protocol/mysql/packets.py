@@ -83,17 +83,20 @@ class HandshakeV10:
     collation: int
     status: int
     auth_plugin: str
+    # MariaDB capability bits 32-63, sent in the last 4 reserved bytes when CLIENT_MYSQL (bit 0) is clear.
+    ext_capabilities: int = 0
 
     def encode(self) -> bytes:
         caps = self.capabilities
         data = self.auth_data
+        ext = self.ext_capabilities if not caps & Capability.LONG_PASSWORD else 0
         return b"".join((
             b"\x0a", self.server_version, b"\x00",
             struct.pack("<I", self.connection_id),
             data[:8], b"\x00",
             struct.pack("<HBHH", caps & 0xFFFF, self.collation, self.status, (caps >> 16) & 0xFFFF),
             bytes((len(data) + 1,)),
-            b"\x00" * 10,
+            b"\x00" * 6, struct.pack("<I", ext),
             data[8:], b"\x00",
             self.auth_plugin.encode(), b"\x00",
         ))
@@ -112,14 +115,15 @@ class HandshakeV10:
         status = r.uint(2) if r.remaining() >= 2 else 0
         caps |= (r.uint(2) << 16) if r.remaining() >= 2 else 0
         auth_len = r.uint(1) if r.remaining() else 0
-        r.take(10) if r.remaining() >= 10 else r.rest()
+        reserved = r.take(10) if r.remaining() >= 10 else r.rest()
+        ext = int.from_bytes(reserved[6:10], "little") if len(reserved) == 10 and not caps & 1 else 0
         part2 = b""
         if caps & Capability.SECURE_CONNECTION and r.remaining():
             part2 = r.take(max(13, auth_len - 8))
             if part2.endswith(b"\x00"):
                 part2 = part2[:-1]
         plugin = r.nul_bytes_or_rest().decode() if caps & Capability.PLUGIN_AUTH else "mysql_native_password"
-        return cls(version, conn_id, part1 + part2, caps, collation, status, plugin)
+        return cls(version, conn_id, part1 + part2, caps, collation, status, plugin, ext)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,8 @@ class HandshakeResponse41:
     database: str | None
     auth_plugin: str | None
     attributes: dict[str, str] = field(default_factory=dict)
+    # MariaDB capability bits 32-63 in the last 4 filler bytes (meaningful when the server cleared CLIENT_MYSQL).
+    ext_capabilities: int = 0
 
     @property
     def is_ssl_request(self) -> bool:
@@ -141,7 +147,8 @@ class HandshakeResponse41:
 
     def encode(self) -> bytes:
         caps = self.capabilities
-        out = [struct.pack("<IIB", caps, self.max_packet, self.collation), b"\x00" * 23, self.user.encode(), b"\x00"]
+        out = [struct.pack("<IIB", caps, self.max_packet, self.collation), b"\x00" * 19,
+               struct.pack("<I", self.ext_capabilities), self.user.encode(), b"\x00"]
         if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             out.append(lenenc_bytes(self.auth_response))
         elif caps & Capability.SECURE_CONNECTION:
@@ -165,7 +172,8 @@ class HandshakeResponse41:
             raise FramingError("pre-4.1 clients are not supported")
         max_packet = r.uint(4)
         collation = r.uint(1)
-        r.take(23)
+        filler = r.take(23)
+        ext = int.from_bytes(filler[19:23], "little")
         user = r.nul_bytes().decode("utf-8", "replace")
         if caps & Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA:
             auth = r.lenenc_bytes()
@@ -185,7 +193,7 @@ class HandshakeResponse41:
             while blob.remaining():
                 k = blob.lenenc_bytes().decode("utf-8", "replace")
                 attrs[k] = blob.lenenc_bytes().decode("utf-8", "replace")
-        return cls(caps, max_packet, collation, user, auth, database, plugin, attrs)
+        return cls(caps, max_packet, collation, user, auth, database, plugin, attrs, ext)
 
 
 def is_ssl_request(payload: bytes) -> bool:

@@ -68,6 +68,7 @@ class Authenticated:
     attributes: dict[str, str]
     ok: Reply
     plugin: str
+    ext_capabilities: int = 0  # MariaDB capabilities both sides agreed on (bits 32-63, shifted down)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class _Pending:
     attributes: dict[str, str] = field(default_factory=dict)
     credential: Credential | None = None
     plugin: str = NATIVE_PASSWORD
+    ext_capabilities: int = 0
 
 
 class ServerHandshake:
@@ -109,7 +111,7 @@ class ServerHandshake:
 
     def __init__(self, *, connection_id: int, server_version: bytes, collation: int, tls_available: bool,
                  users: UserLookup, client_host: str, rsa_keys: auth.RsaKeyPair | None,
-                 default_plugin: str = NATIVE_PASSWORD) -> None:
+                 default_plugin: str = NATIVE_PASSWORD, ext_capabilities: int = 0) -> None:
         self.connection_id = connection_id
         self.server_version = server_version
         self.collation = collation
@@ -118,6 +120,8 @@ class ServerHandshake:
         self.client_host = client_host
         self.rsa_keys = rsa_keys
         self.default_plugin = default_plugin
+        # MariaDB extended capabilities to offer; offering any means greeting as MariaDB does (CLIENT_MYSQL clear).
+        self.ext_offered = ext_capabilities
         self.scramble = auth.new_scramble()
         self.tls_active = False
         self.state = _State.AWAIT_RESPONSE
@@ -129,11 +133,13 @@ class ServerHandshake:
         caps = int(SERVER_CAPABILITIES)
         if self.tls_available:
             caps |= Capability.SSL
+        if self.ext_offered:
+            caps &= ~Capability.LONG_PASSWORD
         return caps
 
     def greeting(self) -> bytes:
         return HandshakeV10(self.server_version, self.connection_id, self.scramble, self.capabilities,
-                            self.collation, Status.AUTOCOMMIT, self.default_plugin).encode()
+                            self.collation, Status.AUTOCOMMIT, self.default_plugin, self.ext_offered).encode()
 
     def feed(self, payload: bytes, seq: int) -> list[Outcome]:
         if seq != self.expected_seq:
@@ -194,6 +200,7 @@ class ServerHandshake:
         p = self._p
         p.user, p.database, p.max_packet = resp.user, resp.database, resp.max_packet
         p.capabilities = resp.capabilities & self.capabilities
+        p.ext_capabilities = resp.ext_capabilities & self.ext_offered
         p.collation, p.attributes = resp.collation, resp.attributes
         cred = self.users(resp.user, self.client_host)
         if cred is None:
@@ -251,7 +258,7 @@ class ServerHandshake:
         p = self._p
         ok = Reply(OkPacket(0, 0, Status.AUTOCOMMIT, 0).encode(), seq)
         return Authenticated(p.user, p.database, p.capabilities, p.collation, p.max_packet, p.attributes, ok,
-                             p.plugin)
+                             p.plugin, p.ext_capabilities)
 
     def _deny(self, seq: int, using_password: bool = True) -> Rejected:
         return self._reject(errors.AuthError(errors.AUTH_ACCESS_DENIED, user=self._p.user, host=self.client_host,
