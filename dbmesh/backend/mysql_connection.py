@@ -145,7 +145,6 @@ class MySQLBackendConnection(asyncio.Protocol):
                     self._forward(data[:used])
                 if self.scanner.done:
                     self._sink = None
-                    self.last_used = time.monotonic()
                     if used != len(data) or self.scanner.protocol_error:
                         # More bytes than one response, or a response we cannot follow: the connection's framing
                         # can no longer be trusted. The client got what belonged to its command.

@@ -87,6 +87,18 @@ class StatementStats(Collector):
         yield errs
 
 
+_N_BUCKETS = len(STATEMENT_BUCKETS)
+
+
+def observe_row(row: list[float], seconds: float, error: bool) -> None:
+    """Record one statement in a row from Metrics.statement_row (the per-statement hot path)."""
+    row[bisect_left(STATEMENT_BUCKETS, seconds)] += 1
+    row[_N_BUCKETS + 1] += seconds
+    row[_N_BUCKETS + 2] += 1
+    if error:
+        row[_N_BUCKETS + 3] += 1
+
+
 class Metrics:
     """All dbmesh metrics on one registry, with cached label children for the per-statement hot path."""
 
@@ -138,6 +150,13 @@ class Metrics:
         self._backend_children: dict[str, tuple[Gauge, Gauge]] = {}
 
     # -- statements (hot path) ------------------------------------------------------------------------------------
+
+    def statement_row(self, database: str, data_source: str, stmt_type: str) -> list[float]:
+        """The counters of one label set, for callers that keep it and update it with `observe_row`."""
+        stats = self._statement_stats
+        key = (database, data_source, stmt_type)
+        row = stats.series.get(key)
+        return row if row is not None else stats.new_series(key)
 
     def observe_statement(self, database: str, data_source: str, stmt_type: str, seconds: float,
                           error: bool = False) -> None:

@@ -29,6 +29,7 @@ from dbmesh._wire.mysql_framing import (
 )
 from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
 from dbmesh.config import Database, DataSource
+from dbmesh.observe.metrics import observe_row
 from dbmesh.protocol.mysql.constants import (
     BACKEND_SHAPING_CAPABILITIES,
     Capability,
@@ -61,6 +62,7 @@ _NO_REPLY = {Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA}
 _FAST_QUERIES: dict[bytes, tuple[str, StatementInfo]] = {}
 _COM_QUERY = int(Command.QUERY)
 _COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
+_COM_STMT_PREPARE = int(Command.STMT_PREPARE)
 
 
 def classify_cached(sql: str, raw: bytes | None = None) -> StatementInfo:
@@ -118,19 +120,25 @@ class MySQLSession:
         # The connection that served our previous statement: per-connection history (ROW_COUNT(), warnings,
         # FOUND_ROWS()) is ours only while we are still on it.
         self.history_conn: MySQLBackendConnection | None = None
-        self.prepared: dict[int, str] = {}  # statement id -> statement type (ids are the pinned backend's own)
+        # Statement id (its 4 wire bytes, as COM_STMT_* carry it) -> statement type. The ids are the pinned
+        # backend connection's own: a session that prepares keeps its connection.
+        self.prepared: dict[bytes, str] = {}
         self.queue: deque[tuple[bytes, int]] = deque()
         self.current: _Statement | None = None
         self.closed = False
         self._client_paused = False
         self.forward = frontend.write  # type: ignore[method-assign]
+        slow = runtime.slow_log
+        self._slow_s = slow.threshold_ms / 1000.0 if slow is not None else float("inf")
 
     def _select_database(self, database: Database | None) -> None:
         self.database = database
         db = database if database is not None else self.runtime.default_database()
         self._ds = db.default_data_source if db is not None else None
+        self._ds_name = self._ds.name if self._ds is not None else ""
         self._want_schema = self._ds.database if (database is not None and self._ds is not None) else None
         self._db_label = database.name if database is not None else ""
+        self._stat_rows: dict[str, list[float]] = {}  # statement type -> metrics row for (database, data source)
 
     # -- entry points from the frontend --------------------------------------------------------------------------
 
@@ -145,17 +153,29 @@ class MySQLSession:
     def on_frame(self, frame: bytes) -> None:
         """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle."""
         cmd = frame[4]
+        stmt = None
         if cmd == _COM_STMT_EXECUTE:
-            stmt_type = self.prepared.get(int.from_bytes(frame[5:9], "little"))
+            stmt_type = self.prepared.get(frame[5:9])
             if stmt_type is not None:
-                self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
-                return
+                stmt = _Statement(cmd, "", stmt_type, None)
         elif cmd == _COM_QUERY:
             hit = _FAST_QUERIES.get(frame[5:])
             if hit is not None:
-                self._forward_frame(frame, RESPONSE_RESULT, _Statement(cmd, hit[0], hit[1].type, hit[1]))
-                return
-        self._dispatch(frame[4:], 0)
+                stmt = _Statement(cmd, hit[0], hit[1].type, hit[1])
+        if stmt is None:
+            self._dispatch(frame[4:], 0)
+            return
+        conn, ds = self.conn, self._ds
+        if conn is not None and ds is not None and not conn.broken and conn.data_source is ds \
+                and conn.schema == self._want_schema and conn.vars == self.vars and stmt.start < conn.expires_at \
+                and not self._client_paused:
+            # The common case, inlined: our sticky connection is ready for this statement.
+            self.current = stmt
+            self.reclaimable = False
+            stmt.data_source = self._ds_name
+            conn.start_command(frame, RESPONSE_RESULT, self)
+            return
+        self._forward_frame(frame, RESPONSE_RESULT, stmt)
 
     def on_client_paused(self, paused: bool) -> None:
         """Client socket buffer above/below its high-water mark: stop/start reading the data source."""
@@ -222,7 +242,7 @@ class MySQLSession:
             return
         if cmd == Command.STMT_EXECUTE:
             stmt_id = int.from_bytes(payload[1:5], "little")
-            stmt_type = self.prepared.get(stmt_id)
+            stmt_type = self.prepared.get(payload[1:5])
             if stmt_type is None:
                 self._error(errors.ProtocolError(errors.PROTOCOL_UNKNOWN_STATEMENT, stmt_id=stmt_id,
                                                  command="mysqld_stmt_execute"))
@@ -240,7 +260,7 @@ class MySQLSession:
             if self.conn is not None and not self.conn.broken:
                 stmt_id = int.from_bytes(payload[1:5], "little")
                 if cmd == Command.STMT_CLOSE:
-                    self.prepared.pop(stmt_id, None)
+                    self.prepared.pop(payload[1:5], None)
                 self.conn.send_no_reply(build_packet(payload, seq))
             self._next()
             return
@@ -409,29 +429,31 @@ class MySQLSession:
         self.frontend.write(data)
 
     def response_done(self, conn: MySQLBackendConnection) -> None:
-        stmt, self.current = self.current, None
+        stmt = self.current
+        self.current = None
         sc = conn.scanner
         if self._client_paused and conn.transport is not None:
             conn.transport.resume_reading()
-        status = sc.status
-        error = sc.is_error
         if stmt is not None:
+            elapsed = perf_counter() - stmt.start
+            error = sc.is_error
             if error:
-                if status and stmt.command == Command.QUERY:
-                    self.status = status
+                if stmt.command == _COM_QUERY and sc.status:
+                    self.status = sc.status
             else:
-                self.status = status
+                self.status = sc.status
                 info = stmt.info
                 if info is not None and (info.set_vars or info.pin):
                     self._apply_state(conn, info)
-                if stmt.command == Command.STMT_PREPARE:
-                    self.prepared[sc.stmt_id] = stmt.stmt_type
+                if stmt.command == _COM_STMT_PREPARE:
+                    self.prepared[sc.stmt_id.to_bytes(4, "little")] = stmt.stmt_type
                 if sc.last_insert_id:
                     self.pinned = self.pinned or "LAST_INSERT_ID"
-            elapsed = perf_counter() - stmt.start
-            self.runtime.metrics.observe_statement(self._db_label, stmt.data_source, stmt.stmt_type, elapsed, error)
-            slow = self.runtime.slow_log
-            if slow is not None and elapsed * 1000.0 >= slow.threshold_ms:
+            row = self._stat_rows.get(stmt.stmt_type)
+            if row is None or stmt.data_source != self._ds_name:
+                row = self._stat_row(stmt)
+            observe_row(row, elapsed, error)
+            if elapsed >= self._slow_s:
                 self._log_slow(stmt, elapsed, sc.rows)
         if sc.protocol_error:
             log.warning("data source %s broke the protocol: %s", conn.data_source.name, sc.protocol_error)
@@ -442,13 +464,19 @@ class MySQLSession:
         self.history_conn = conn
         if self.closed:
             return
-        if not self.pinned and not (self.status & IN_TRANS) and not conn.dirty and self.runtime.multiplexing:
+        if not self.pinned and not (self.status & IN_TRANS) and self.runtime.multiplexing and not conn.dirty:
             self.reclaimable = True
             pool = self.pool
             if pool is not None and pool._waiters:
                 pool.reclaim_for_waiters()
         if self.queue:
             self._next()
+
+    def _stat_row(self, stmt: _Statement) -> list[float]:
+        row = self.runtime.metrics.statement_row(self._db_label, stmt.data_source, stmt.stmt_type)
+        if stmt.data_source == self._ds_name:
+            self._stat_rows[stmt.stmt_type] = row
+        return row
 
     def _apply_state(self, conn: MySQLBackendConnection, info: StatementInfo) -> None:
         if info.set_vars:
@@ -488,9 +516,8 @@ class MySQLSession:
 
     def _account(self, stmt: _Statement, rows: int, error: bool) -> None:
         elapsed = perf_counter() - stmt.start
-        self.runtime.metrics.observe_statement(self._db_label, stmt.data_source, stmt.stmt_type, elapsed, error)
-        slow = self.runtime.slow_log
-        if slow is not None and elapsed * 1000.0 >= slow.threshold_ms:
+        observe_row(self._stat_row(stmt), elapsed, error)
+        if elapsed >= self._slow_s:
             self._log_slow(stmt, elapsed, rows)
 
     def _log_slow(self, stmt: _Statement, elapsed: float, rows: int) -> None:
