@@ -16,6 +16,7 @@ from dbmesh._wire.mysql_framing import (
     ResponseScanner,
     build_packet,
 )
+from dbmesh.backend.pool import Pool
 from dbmesh.config import DataSource
 from dbmesh.protocol.mysql.client_handshake import ClientHandshake, Failed, Ready, Send
 from dbmesh.protocol.mysql.constants import BACKEND_BASE_CAPABILITIES, Capability, Command
@@ -306,3 +307,6 @@ class MySQLBackendConnection(asyncio.Protocol):
                     row.append(r.lenenc_bytes())
             rows.append(row)
         return rows
+
+
+MySQLPool = Pool[MySQLBackendConnection]

@@ -1,4 +1,4 @@
-"""Connection pool per data source: bounded size, keyed idle lists, wait timeout, idle/lifetime expiry, health checks."""
+"""Connection pool per data source (either protocol): bounded size, keyed idle lists, wait timeout, expiry, health checks."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from dbmesh import errors
-from dbmesh.backend.mysql_connection import MySQLBackendConnection
 from dbmesh.config import DataSource
 from dbmesh.observe.metrics import Metrics
 
@@ -19,15 +19,43 @@ log = logging.getLogger("dbmesh.pool")
 Key = tuple[int, int]
 
 
-class Holder(Protocol):
+class PooledConnection(Protocol):
+    """What the pool needs of a backend connection, whatever its protocol."""
+
+    key: Key
+    schema: str | None
+    broken: bool
+    closed: bool
+    dirty: bool
+    created_at: float
+    last_used: float
+
+    @property
+    def busy(self) -> bool: ...
+
+    async def connect(self, timeout: float) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    def quit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=PooledConnection)
+C_co = TypeVar("C_co", bound=PooledConnection, covariant=True)
+Factory = Callable[[DataSource, Key, "str | None"], C]
+
+
+class Holder(Protocol[C_co]):
     """A session keeping a connection between statements; `reclaimable` while nothing ties it there."""
 
     reclaimable: bool
 
-    def surrender(self) -> MySQLBackendConnection | None: ...
+    def surrender(self) -> C_co | None: ...
 
 
-class MySQLPool:
+class Pool(Generic[C]):
     """Connections to one data source. At most `max_size` exist at once, whatever their key.
 
     Sessions keep their connection between statements ("sticky") while it is clean; under pressure the pool
@@ -35,14 +63,15 @@ class MySQLPool:
     connections that busy ones need (multiplexing).
     """
 
-    def __init__(self, data_source: DataSource, metrics: Metrics) -> None:
+    def __init__(self, data_source: DataSource, metrics: Metrics, factory: Factory[C]) -> None:
         self.data_source = data_source
+        self.factory = factory
         self.settings = data_source.pool
         self.metrics = metrics
-        self._idle: deque[MySQLBackendConnection] = deque()
+        self._idle: deque[C] = deque()
         self._total = 0  # open + opening connections
-        self._waiters: deque[asyncio.Future[MySQLBackendConnection | None]] = deque()
-        self._holders: dict[int, Holder] = {}  # sessions keeping a connection, by id(), oldest first
+        self._waiters: deque[asyncio.Future[C | None]] = deque()
+        self._holders: dict[int, Holder[C]] = {}  # sessions keeping a connection, by id(), oldest first
         self._idle_gauge, self._busy_gauge = metrics.backend_gauges(data_source.name)
         self._maintenance: asyncio.Task[None] | None = None
         self.closing = False
@@ -60,14 +89,14 @@ class MySQLPool:
 
     # -- reclaiming idle sticky connections ---------------------------------------------------------------------
 
-    def hold(self, holder: Holder) -> None:
+    def hold(self, holder: Holder[C]) -> None:
         """A session now keeps one of our connections between statements."""
         self._holders[id(holder)] = holder
 
-    def unhold(self, holder: Holder) -> None:
+    def unhold(self, holder: Holder[C]) -> None:
         self._holders.pop(id(holder), None)
 
-    def _reclaim_one(self) -> MySQLBackendConnection | None:
+    def _reclaim_one(self) -> C | None:
         # Oldest holder first: the session idle the longest is the least likely to speak next.
         for key, holder in list(self._holders.items()):
             if holder.reclaimable:
@@ -89,7 +118,7 @@ class MySQLPool:
 
     # -- lease / release ---------------------------------------------------------------------------------------
 
-    async def acquire(self, key: Key, schema: str | None) -> MySQLBackendConnection:
+    async def acquire(self, key: Key, schema: str | None) -> C:
         """A connection with this key, preferably already on `schema`. Raises BackendError."""
         if self.closing:
             raise errors.SessionError(errors.SESSION_SHUTTING_DOWN)
@@ -108,7 +137,7 @@ class MySQLPool:
             return await self._open(key, schema)
         return conn
 
-    def _take_idle(self, key: Key, schema: str | None) -> MySQLBackendConnection | None:
+    def _take_idle(self, key: Key, schema: str | None) -> C | None:
         # LIFO: the most recently used connection is the warmest and least likely to have timed out.
         fallback = None
         now = time.monotonic()
@@ -133,13 +162,13 @@ class MySQLPool:
             self._busy_gauge.inc()
         return fallback
 
-    def _expired(self, conn: MySQLBackendConnection, now: float) -> bool:
+    def _expired(self, conn: C, now: float) -> bool:
         return now - conn.created_at > self.settings.max_lifetime_s
 
-    async def _open(self, key: Key, schema: str | None, reserved: bool = False) -> MySQLBackendConnection:
+    async def _open(self, key: Key, schema: str | None, reserved: bool = False) -> C:
         if not reserved:
             self._total += 1
-        conn = MySQLBackendConnection(self.data_source, key, schema)
+        conn = self.factory(self.data_source, key, schema)
         try:
             await conn.connect(self.settings.connect_timeout_s)
         except BaseException:
@@ -150,8 +179,8 @@ class MySQLPool:
         self._busy_gauge.inc()
         return conn
 
-    async def _wait(self, key: Key, schema: str | None) -> MySQLBackendConnection:
-        fut: asyncio.Future[MySQLBackendConnection | None] = asyncio.get_running_loop().create_future()
+    async def _wait(self, key: Key, schema: str | None) -> C:
+        fut: asyncio.Future[C | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         started = time.monotonic()
         try:
@@ -180,7 +209,7 @@ class MySQLPool:
             return await self._open(key, schema, reserved=True)
         return conn
 
-    def _hand_over(self, conn: MySQLBackendConnection) -> bool:
+    def _hand_over(self, conn: C) -> bool:
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
@@ -196,7 +225,7 @@ class MySQLPool:
                 fut.set_result(None)
                 return
 
-    def release(self, conn: MySQLBackendConnection) -> None:
+    def release(self, conn: C) -> None:
         """Return a connection. Broken, dirty, busy or expired connections are closed instead."""
         self._busy_gauge.dec()
         conn.last_used = time.monotonic()
@@ -209,7 +238,7 @@ class MySQLPool:
         self._idle.append(conn)
         self._idle_gauge.inc()
 
-    def _discard(self, conn: MySQLBackendConnection) -> None:
+    def _discard(self, conn: C) -> None:
         if conn.broken:
             conn.close()
         else:
@@ -217,7 +246,7 @@ class MySQLPool:
         self._total -= 1
         self._wake_for_capacity()
 
-    def discard(self, conn: MySQLBackendConnection) -> None:
+    def discard(self, conn: C) -> None:
         """A leased connection that must not be reused (broken mid-statement, or state we cannot undo)."""
         self._busy_gauge.dec()
         self._discard(conn)

@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from dbmesh import errors
-from dbmesh.backend.pool import MySQLPool
+from dbmesh.backend.mysql_connection import MySQLBackendConnection, MySQLPool
 from dbmesh.config import Config, Database, DataSource
 from dbmesh.observe.admin_http import start_admin_http
 from dbmesh.observe.metrics import Metrics
@@ -97,7 +97,7 @@ class Runtime:
             if ds.protocol != "mysql":
                 raise errors.BackendError(errors.BACKEND_CONNECT_FAILED, data_source=ds.name,
                                           detail="a PostgreSQL data source cannot serve the MySQL protocol")
-            pool = MySQLPool(ds, self.metrics)
+            pool = MySQLPool(ds, self.metrics, MySQLBackendConnection)
             pool.start()
             self._pools[key] = pool
         return pool

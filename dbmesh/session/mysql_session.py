@@ -44,7 +44,7 @@ IN_TRANS = int(Status.IN_TRANS)
 AUTOCOMMIT = int(Status.AUTOCOMMIT)
 
 if TYPE_CHECKING:
-    from dbmesh.backend.pool import MySQLPool
+    from dbmesh.backend.mysql_connection import MySQLPool
     from dbmesh.server.mysql_frontend import MySQLFrontend
     from dbmesh.server.runtime import Runtime
 
