@@ -9,6 +9,13 @@ The contract (implemented in tests/support/):
   writes another config directory (overrides as ``tests.support.make_dbmesh_config``).
 - ``dbmesh`` (session): a running ``DbMeshProcess``; ``start_dbmesh(**overrides)`` starts an extra one
   that is stopped when the test ends.
+- ``postgres`` (session): a ``tests.support.PostgreSQL`` 15 with database ``dbmesh_pg`` (user
+  postgres/pgpw over SCRAM, md5user/md5pw over MD5). Managed unless ``DBMESH_TEST_PG_HOST`` names a
+  server; ``managed_postgres`` skips the test when it cannot be killed/restarted.
+- ``pg_dbmesh`` (session): a running ``DbMeshProcess`` serving the default MySQL database and the
+  PostgreSQL logical database ``dbmesh_pg`` (data source: ``postgres``'s ``dbmesh_pg``) on ``.pg_port``,
+  with users root/rootpw (SCRAM), md5client/md5pw (md5) and plainclient/plainpw (password);
+  ``start_pg_dbmesh(**overrides)`` starts an extra one, stopped when the test ends.
 - ``free_tcp_port``: a free loopback port.
 - Every test runs under a timeout (pytest-timeout; faulthandler when the plugin is absent), and every
   asyncio test fails when its event loop saw an unhandled exception.
@@ -31,12 +38,17 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
     sys.path.insert(0, str(ROOT))
 
 from tests.support import (  # noqa: E402
+    DEFAULT_USERS,
+    PG_UNMANAGED_REASON,
     UNMANAGED_REASON,
     DbMeshConfig,
     DbMeshProcess,
+    DbMeshStartError,
     MariaDB,
+    PostgreSQL,
     free_port,
     make_dbmesh_config,
+    wait_for_port,
 )
 
 DEFAULT_TIMEOUT = 300.0
@@ -125,6 +137,95 @@ def start_dbmesh(make_config: Callable[..., DbMeshConfig]) -> Iterator[Callable[
         proc = DbMeshProcess(make_config(**overrides), env=env)
         started.append(proc)
         return proc.start(timeout)
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+PG_DATABASE = "dbmesh_pg"
+
+# Users of the PostgreSQL-serving dbmesh: the defaults (root has no method: MySQL's default, which the
+# PostgreSQL listener treats as scram-sha-256) plus one user per PostgreSQL password method.
+PG_USERS: tuple[dict[str, str], ...] = (
+    *DEFAULT_USERS,
+    {"user": "md5client@%", "password": "md5pw", "authenticationMethodName": "md5"},
+    {"user": "plainclient@%", "password": "plainpw", "authenticationMethodName": "password"},
+)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgreSQL]:
+    server = PostgreSQL.from_env()
+    if server is None:
+        # Not under tmp_path: pytest's base temp dir is private to root, and the server runs as `postgres`.
+        server = PostgreSQL.throwaway()
+        server.start()
+    server.ensure_database(PG_DATABASE)
+    try:
+        yield server
+    finally:
+        if server.is_managed:
+            server.destroy()
+
+
+@pytest.fixture
+def managed_postgres(postgres: PostgreSQL) -> Iterator[PostgreSQL]:
+    """The session PostgreSQL, for tests that kill or restart it; they must leave it running."""
+    if not postgres.is_managed:
+        pytest.skip(PG_UNMANAGED_REASON)
+    yield postgres
+    if postgres.pid is None:  # a test that killed it and failed before restarting
+        postgres.start()
+
+
+def _start_pg_listening(proc: DbMeshProcess, timeout: float) -> DbMeshProcess:
+    """Start dbmesh and wait for its PostgreSQL listener too (start() waits for the MySQL one)."""
+    proc.start(timeout)
+    if not wait_for_port(proc.host, proc.pg_port, timeout=timeout):
+        proc.stop()
+        raise DbMeshStartError(
+            f"dbmesh listens for MySQL on {proc.port} but not for PostgreSQL on {proc.pg_port} "
+            f"within {timeout}s\nstderr:\n{proc.stderr_text()[-8000:]}"
+        )
+    return proc
+
+
+def _pg_overrides(postgres: PostgreSQL, overrides: dict[str, Any]) -> dict[str, Any]:
+    overrides.setdefault("users", PG_USERS)
+    overrides.setdefault("pg_databases", {PG_DATABASE: postgres})
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def pg_dbmesh(
+    tmp_path_factory: pytest.TempPathFactory, mariadb: MariaDB, postgres: PostgreSQL
+) -> Iterator[DbMeshProcess]:
+    config = make_dbmesh_config(tmp_path_factory.mktemp("pg-dbmesh-conf"), mariadb, **_pg_overrides(postgres, {}))
+    proc = _start_pg_listening(DbMeshProcess(config), 30.0)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def start_pg_dbmesh(
+    make_config: Callable[..., DbMeshConfig], postgres: PostgreSQL
+) -> Iterator[Callable[..., DbMeshProcess]]:
+    """Factory: ``start_pg_dbmesh(**config_overrides)`` starts an extra PostgreSQL-serving dbmesh.
+
+    Defaults as ``pg_dbmesh`` (``users`` and ``pg_databases`` may be overridden); ``timeout`` and ``env``
+    are taken for the process; the dbmesh is stopped at test end.
+    """
+    started: list[DbMeshProcess] = []
+
+    def start(*, timeout: float = 30.0, env: dict[str, str] | None = None, **overrides: Any) -> DbMeshProcess:
+        proc = DbMeshProcess(make_config(**_pg_overrides(postgres, overrides)), env=env)
+        started.append(proc)
+        return _start_pg_listening(proc, timeout)
 
     yield start
     for proc in started:

@@ -19,11 +19,15 @@ _EXPORTS = {
     "DbMeshStartError": "dbmesh_proc",
     "database_config": "dbmesh_proc",
     "make_dbmesh_config": "dbmesh_proc",
+    "pg_database_config": "dbmesh_proc",
     "start_dbmesh": "dbmesh_proc",
     "UNMANAGED_REASON": "mariadb",
     "MariaDB": "mariadb",
     "MariaDBError": "mariadb",
     "UnmanagedServerError": "mariadb",
+    "PG_UNMANAGED_REASON": "postgres",
+    "PostgreSQL": "postgres",
+    "PostgreSQLError": "postgres",
     "free_port": "ports",
     "free_ports": "ports",
     "port_is_open": "ports",
@@ -33,17 +37,21 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_USERS",
+    "PG_UNMANAGED_REASON",
     "UNMANAGED_REASON",
     "DbMeshConfig",
     "DbMeshProcess",
     "DbMeshStartError",
     "MariaDB",
     "MariaDBError",
+    "PostgreSQL",
+    "PostgreSQLError",
     "UnmanagedServerError",
     "database_config",
     "free_port",
     "free_ports",
     "make_dbmesh_config",
+    "pg_database_config",
     "port_is_open",
     "start_dbmesh",
     "wait_for_port",
@@ -58,10 +66,12 @@ if TYPE_CHECKING:
         DbMeshStartError,
         database_config,
         make_dbmesh_config,
+        pg_database_config,
         start_dbmesh,
     )
     from .mariadb import UNMANAGED_REASON, MariaDB, MariaDBError, UnmanagedServerError
     from .ports import free_port, free_ports, port_is_open, wait_for_port
+    from .postgres import PG_UNMANAGED_REASON, PostgreSQL, PostgreSQLError
 
 
 def __getattr__(name: str) -> Any:

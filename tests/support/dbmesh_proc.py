@@ -106,6 +106,38 @@ def database_config(
     }
 
 
+def pg_database_config(
+    name: str,
+    pg: BackendServer,
+    *,
+    backend_database: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    max_pool_size: int = 50,
+    min_pool_size: int = 1,
+    rules: list[Any] | None = None,
+) -> dict[str, Any]:
+    """A ``database-<name>.yaml`` document with one PostgreSQL data source ``ds_0`` on ``pg``.
+
+    The URL is ``jdbc:postgresql://host:port/<backend_database or name>``; dbmesh logs in as
+    ``username``/``password`` (default: the server's ``user``/``password``). Clients reach the logical
+    database on dbmesh's PostgreSQL listener with ``dbname=<name>``.
+    """
+    return {
+        "databaseName": name,
+        "dataSources": {
+            "ds_0": {
+                "url": f"jdbc:postgresql://{pg.host}:{pg.port}/{backend_database or name}",
+                "username": pg.user if username is None else username,
+                "password": pg.password if password is None else password,
+                "maxPoolSize": max_pool_size,
+                "minPoolSize": min_pool_size,
+            }
+        },
+        "rules": list(rules or []),
+    }
+
+
 def make_dbmesh_config(
     directory: str | os.PathLike[str],
     mariadb: BackendServer,
@@ -120,6 +152,7 @@ def make_dbmesh_config(
     props: Mapping[str, Any] | None = None,
     slow_query_threshold_ms: int = 1000,
     databases: Mapping[str, Mapping[str, Any] | None] | None = None,
+    pg_databases: Mapping[str, Mapping[str, Any] | BackendServer] | None = None,
     include_default_database: bool = True,
     create_backend_databases: bool = True,
     dbmesh: Mapping[str, Any] | None = None,
@@ -139,8 +172,11 @@ def make_dbmesh_config(
     - ``databases`` maps logical database names to a full ``database-<name>.yaml`` document, or to
       None for one data source on the backend database of the same name; the default database
       ``dbmesh_test`` is included unless ``include_default_database`` is False.
+    - ``pg_databases`` maps logical database names served on the PostgreSQL listener to a PostgreSQL
+      server (one data source on its database of the same name, see ``pg_database_config``) or to a
+      full ``database-<name>.yaml`` document.
     - With ``create_backend_databases``, generated data sources' backend databases are created
-      (when ``mariadb`` has an ``ensure_database`` method).
+      (when ``mariadb`` or the PostgreSQL server has an ``ensure_database`` method).
     """
     config_dir = Path(directory).resolve()
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +225,18 @@ def make_dbmesh_config(
                 ensure(name)
         else:
             documents[name] = copy.deepcopy(dict(spec))
+    for name, pg_spec in (pg_databases or {}).items():
+        if name in documents:
+            raise ValueError(f"logical database {name!r} is configured twice (databases and pg_databases)")
+        if isinstance(pg_spec, Mapping):
+            documents[name] = copy.deepcopy(dict(pg_spec))
+            continue
+        documents[name] = pg_database_config(
+            name, pg_spec, max_pool_size=max_pool_size, min_pool_size=min_pool_size
+        )
+        ensure = getattr(pg_spec, "ensure_database", None)
+        if create_backend_databases and callable(ensure):
+            ensure(name)
 
     for old in config_dir.glob("database-*.yaml"):  # a rewritten directory keeps no stale databases
         old.unlink()
