@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
+import secrets
 import signal
 import time
 from collections.abc import Coroutine
@@ -13,6 +15,7 @@ from typing import Any
 
 from dbmesh import errors
 from dbmesh.backend.mysql_connection import MySQLBackendConnection, MySQLPool
+from dbmesh.backend.pg_connection import PgBackendConnection, PgPool
 from dbmesh.config import Config, Database, DataSource
 from dbmesh.observe.admin_http import start_admin_http
 from dbmesh.observe.metrics import Metrics
@@ -20,7 +23,9 @@ from dbmesh.observe.slowlog import SlowQueryLog
 from dbmesh.protocol.mysql.auth import RsaKeyPair
 from dbmesh.protocol.mysql.constants import MARIADB_OFFERED, UTF8MB4_GENERAL_CI
 from dbmesh.server.mysql_frontend import MySQLFrontend
+from dbmesh.server.pg_frontend import PgFrontend
 from dbmesh.server.tls import server_context
+from dbmesh.session.pg_session import PgSession
 
 log = logging.getLogger("dbmesh.server")
 
@@ -45,9 +50,12 @@ class Runtime:
         self.mysql_ext_capabilities = 0  # MariaDB extended capabilities offered to clients (see warm_up)
         self.draining = False
         self._ids = itertools.count(1)
-        self._clients: set[MySQLFrontend] = set()
+        self._clients: set[MySQLFrontend | PgFrontend] = set()
         self._by_id: dict[int, MySQLFrontend] = {}
+        self._pg_sessions: dict[int, PgSession] = {}  # our BackendKeyData pid -> session, for CancelRequest
+        self._pg_pids = itertools.count(secrets.randbelow(1 << 20) + 1000)
         self._pools: dict[tuple[str, str], MySQLPool] = {}
+        self._pg_pools: dict[tuple[str, str], PgPool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
         self.started_at = time.time()
@@ -57,16 +65,41 @@ class Runtime:
     def next_connection_id(self) -> int:
         return next(self._ids) & 0xFFFFFFFF
 
-    def admit(self, client: MySQLFrontend) -> bool:
+    def admit(self, client: MySQLFrontend | PgFrontend) -> bool:
         if len(self._clients) >= self.config.server.limits.max_connections:
             return False
         self._clients.add(client)
-        self._by_id[client.conn_id] = client
+        if isinstance(client, MySQLFrontend):
+            self._by_id[client.conn_id] = client
         return True
 
-    def release(self, client: MySQLFrontend) -> None:
+    def release(self, client: MySQLFrontend | PgFrontend) -> None:
         self._clients.discard(client)
-        self._by_id.pop(client.conn_id, None)
+        if isinstance(client, MySQLFrontend):
+            self._by_id.pop(client.conn_id, None)
+        elif client.session is not None:
+            self._pg_sessions.pop(client.session.pid, None)
+
+    def next_pg_pid(self) -> int:
+        return next(self._pg_pids) & 0x7FFFFFFF
+
+    def register_pg_session(self, session: PgSession) -> None:
+        self._pg_sessions[session.pid] = session
+
+    def cancel_pg(self, pid: int, key: bytes) -> None:
+        """A CancelRequest: only the matching secret cancels (as the server checks it)."""
+        session = self._pg_sessions.get(pid)
+        if session is not None and hmac.compare_digest(session.secret, key):
+            session.cancel()
+
+    def pg_pool(self, db: Database, ds: DataSource) -> PgPool:
+        key = (db.name, ds.name)
+        pool = self._pg_pools.get(key)
+        if pool is None:
+            pool = PgPool(ds, self.metrics, PgBackendConnection)
+            pool.start()
+            self._pg_pools[key] = pool
+        return pool
 
     def find_mysql_client(self, conn_id: int) -> MySQLFrontend | None:
         return self._by_id.get(conn_id)
@@ -106,7 +139,9 @@ class Runtime:
         return {
             "status": "draining" if self.draining else "ok",
             "clients": len(self._clients),
-            "pools": {f"{db}.{ds}": {"total": p.total, "idle": p.idle_count} for (db, ds), p in self._pools.items()},
+            "pools": {**{f"{db}.{ds}": {"total": p.total, "idle": p.idle_count} for (db, ds), p in self._pools.items()},
+                      **{f"{db}.{ds}": {"total": p.total, "idle": p.idle_count}
+                         for (db, ds), p in self._pg_pools.items()}},
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
 
@@ -143,10 +178,13 @@ class Runtime:
         server = await loop.create_server(lambda: MySQLFrontend(self), srv.mysql.host, srv.mysql.port,
                                           reuse_address=True, backlog=1024)
         self._servers.append(server)
+        pg_server = await loop.create_server(lambda: PgFrontend(self), srv.postgresql.host, srv.postgresql.port,
+                                             reuse_address=True, backlog=1024)
+        self._servers.append(pg_server)
         admin = await start_admin_http(srv.admin.host, srv.admin.port, self.metrics, self.health)
         self._servers.append(admin)
-        log.info("dbmesh listening: MySQL %s:%d, admin http://%s:%d/metrics", srv.mysql.host, srv.mysql.port,
-                 srv.admin.host, srv.admin.port)
+        log.info("dbmesh listening: MySQL %s:%d, PostgreSQL %s:%d, admin http://%s:%d/metrics", srv.mysql.host,
+                 srv.mysql.port, srv.postgresql.host, srv.postgresql.port, srv.admin.host, srv.admin.port)
 
     @property
     def mysql_port(self) -> int:
@@ -159,14 +197,16 @@ class Runtime:
         for server in self._servers:
             server.close()
         deadline = time.monotonic() + self.config.server.limits.shutdown_timeout_seconds
-        while time.monotonic() < deadline and any(
-                c.session is not None and c.session.current is not None for c in self._clients):
+        while time.monotonic() < deadline and any(c.session is not None and c.session.running
+                                                  for c in self._clients):
             await asyncio.sleep(0.05)
         for client in list(self._clients):
             client.close()
         await asyncio.sleep(0)
         for pool in self._pools.values():
             await pool.close()
+        for pg in self._pg_pools.values():
+            await pg.close()
         for task in list(self._tasks):
             task.cancel()
         if self.slow_log is not None:

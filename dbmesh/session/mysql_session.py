@@ -140,6 +140,11 @@ class MySQLSession:
         self._db_label = database.name if database is not None else ""
         self._stat_rows: dict[str, list[float]] = {}  # statement type -> metrics row for (database, data source)
 
+    @property
+    def running(self) -> bool:
+        """A statement is in flight (shutdown waits for it)."""
+        return self.current is not None
+
     # -- entry points from the frontend --------------------------------------------------------------------------
 
     def on_packet(self, payload: bytes, seq: int) -> None:

@@ -1,0 +1,431 @@
+"""A PostgreSQL client session after startup: message relay, session parameters, backend leasing and multiplexing.
+
+Guarantees:
+- Client messages are forwarded in order, as framed; backend bytes come back untouched. The backend scanner counts
+  ReadyForQuery messages, so the session knows when everything it forwarded has been answered.
+- A session keeps its backend connection between requests. The pool may reclaim it for another session only when
+  the session is idle (every Query/Sync answered, no extended-protocol messages pending), outside a transaction
+  (ReadyForQuery 'I') and holds no state that cannot be replayed. Replayable state (startup parameters and plain
+  `SET`s) is re-applied on whichever connection serves the session next.
+- Named prepared statements, LISTEN, session advisory locks, temporary tables, SQL PREPARE and cursors WITH HOLD
+  pin the connection to the session; a pinned connection is reset (ROLLBACK, DISCARD ALL) before reuse.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+from time import perf_counter, time
+from typing import TYPE_CHECKING
+
+from dbmesh import errors
+from dbmesh._wire.pg_framing import build_message
+from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError
+from dbmesh.config import Database
+from dbmesh.observe.metrics import observe_row
+from dbmesh.protocol.postgresql.messages import render_error
+from dbmesh.session.pg_classify import PgStatementInfo, classify
+
+if TYPE_CHECKING:
+    from dbmesh.backend.pg_connection import PgPool
+    from dbmesh.server.pg_frontend import PgFrontend
+    from dbmesh.server.runtime import Runtime
+
+log = logging.getLogger("dbmesh.session")
+
+_Q, _P, _B, _D, _E, _C, _S, _H, _X, _F = (ord(c) for c in "QPBDECSHXF")
+_COPY_DATA, _COPY_DONE, _COPY_FAIL = ord("d"), ord("c"), ord("f")
+_I = ord("I")
+_FORWARDED = frozenset({_P, _B, _D, _E, _C, _H, _COPY_DATA, _COPY_DONE, _COPY_FAIL})
+# Startup parameters that are not session settings.
+_NOT_SETTINGS = frozenset({"user", "database", "replication", "options"})
+
+_CLASSIFY_CACHE: dict[str, PgStatementInfo] = {}
+
+
+def classify_cached(sql: str) -> PgStatementInfo:
+    info = _CLASSIFY_CACHE.get(sql)
+    if info is None:
+        if len(_CLASSIFY_CACHE) > 8192:
+            _CLASSIFY_CACHE.clear()
+        info = _CLASSIFY_CACHE[sql] = classify(sql)
+    return info
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def startup_settings(params: dict[str, str]) -> dict[str, str]:
+    """Session settings a client asked for at startup, as SQL literals (including `options=-c name=value`)."""
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if name in _NOT_SETTINGS or name.startswith("_pq_."):
+            continue
+        out[name.lower()] = quote_literal(value)
+    options = params.get("options", "")
+    words = options.replace("--", "-c ").split()
+    for i, word in enumerate(words):
+        if word == "-c" and i + 1 < len(words) and "=" in words[i + 1]:
+            name, _, value = words[i + 1].partition("=")
+            out[name.lower().replace("-", "_")] = quote_literal(value.replace("\\ ", " "))
+    return out
+
+
+class PgSession:
+    """Everything a PostgreSQL client connection has after startup."""
+
+    def __init__(self, runtime: Runtime, frontend: PgFrontend, *, user: str, database: Database,
+                 params: dict[str, str]) -> None:
+        self.runtime = runtime
+        self.frontend = frontend
+        self.user = user
+        self.database = database
+        self.data_source = database.default_data_source
+        self.startup_vars = startup_settings(params)
+        self.vars: dict[str, str] = dict(self.startup_vars)  # replayable settings, in the order they were made
+        self.pinned: str | None = None
+        self.conn: PgBackendConnection | None = None
+        self.pool: PgPool | None = None
+        self.reclaimable = False
+        self.closed = False
+        self.tx_status = _I
+        self.awaiting = 0  # ReadyForQuery answers due for what we forwarded
+        self.open_batch = False  # extended-protocol messages forwarded since the last Sync
+        self._queued: list[bytes] = []  # framed messages waiting for a connection
+        self._queued_ready = 0
+        self._attaching = False
+        self._needs_replay = False  # the connection's settings no longer match ours (after RESET): replay first
+        self._client_paused = False
+        # Per-request bookkeeping (a request = everything up to the ReadyForQuery that answers it).
+        self._start = 0.0
+        self._type = ""
+        self._sql = ""
+        self._pending_state: list[PgStatementInfo] = []
+        self._errors_at_start = 0
+        self._stat_rows: dict[str, list[float]] = {}
+        slow = runtime.slow_log
+        self._slow_s = slow.threshold_ms / 1000.0 if slow is not None else float("inf")
+        # Our own BackendKeyData for cancel requests (the backend's changes with the connection that serves us).
+        self.pid = runtime.next_pg_pid()
+        self.secret = secrets.token_bytes(4)
+
+    @property
+    def running(self) -> bool:
+        """Requests are in flight (shutdown waits for them)."""
+        return bool(self.awaiting or self.open_batch or self._attaching)
+
+    # -- login ---------------------------------------------------------------------------------------------------
+
+    async def start(self) -> dict[str, str]:
+        """Lease a connection and apply the startup parameters; returns the ParameterStatus values to report."""
+        conn = await self._attach()
+        return dict(conn.params)
+
+    # -- messages from the client --------------------------------------------------------------------------------
+
+    def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
+        """Forward a batch of client messages (all that one read delivered), in order."""
+        out: list[bytes] = []
+        ready = 0
+        for mtype, payload in messages:
+            if mtype == _Q:
+                sql = payload[:-1].decode("utf-8", "replace")
+                self._begin_request(sql, classify_cached(sql))
+                ready += 1
+                self.open_batch = False
+            elif mtype == _S:
+                ready += 1
+                self.open_batch = False
+            elif mtype in _FORWARDED:
+                if mtype == _P:
+                    self._on_parse(payload)
+                elif not self._start:
+                    self._begin_request("", None)
+                self.open_batch = True
+            elif mtype == _F:
+                self._begin_request("", None)
+                ready += 1
+            elif mtype == _X:
+                self.frontend.close()
+                return
+            else:
+                self._protocol_violation(f"unexpected message type {chr(mtype)!r}")
+                return
+            out.append(build_message(mtype, payload))
+        if not out:
+            return
+        data = b"".join(out)
+        self.reclaimable = False
+        conn = self.conn
+        if conn is not None and not conn.broken and not self._attaching and not self._needs_replay:
+            self.awaiting += ready
+            conn.send(data, ready)
+            if self._client_paused and conn.transport is not None:
+                conn.transport.pause_reading()
+            return
+        self._queued.append(data)
+        self._queued_ready += ready
+        if not self._attaching:
+            self._attaching = True
+            self.runtime.spawn(self._attach_and_flush())
+
+    def _begin_request(self, sql: str, info: PgStatementInfo | None) -> None:
+        if not self._start:
+            self._start = perf_counter()
+            self._sql = sql
+            self._type = info.type if info is not None else "execute"
+            conn = self.conn
+            self._errors_at_start = conn.scanner.errors if conn is not None else 0
+        if info is not None and (info.pin or info.set_vars or info.reset_vars or info.reset_all):
+            self._pending_state.append(info)
+
+    def _on_parse(self, payload: bytes) -> None:
+        name, _, rest = payload.partition(b"\x00")
+        query = rest.partition(b"\x00")[0].decode("utf-8", "replace")
+        info = classify_cached(query)
+        self._begin_request(query, info)
+        if name:
+            # Named statements live on one backend connection: the session keeps it.
+            self.pinned = self.pinned or "prepared statement"
+
+    def _protocol_violation(self, detail: str) -> None:
+        err = errors.ProtocolError(errors.PROTOCOL_MALFORMED, detail=detail)
+        self.runtime.metrics.error(err.entry.code, "postgresql")
+        self.frontend.send_fatal(err)
+
+    async def _attach_and_flush(self) -> None:
+        try:
+            conn = await self._attach()
+        except errors.DbMeshError as exc:
+            self._attaching = False
+            self._fail_queued(exc)
+            return
+        except PgQueryError as exc:
+            self._attaching = False
+            self._fail_queued(errors.BackendError(errors.BACKEND_CONNECT_FAILED, data_source=self.data_source.name,
+                                                  detail=str(exc)))
+            return
+        self._attaching = False
+        if self.closed:
+            return
+        data, ready = b"".join(self._queued), self._queued_ready
+        self._queued.clear()
+        self._queued_ready = 0
+        if data:
+            self.awaiting += ready
+            self._errors_at_start = conn.scanner.errors
+            conn.send(data, ready)
+
+    def _fail_queued(self, exc: errors.DbMeshError) -> None:
+        """No connection could be had: answer what was queued with an error, as the server would after one."""
+        ready = self._queued_ready
+        self._queued.clear()
+        self._queued_ready = 0
+        self._finish_request(error=True, rows=0)
+        self.runtime.metrics.error(exc.entry.code, "postgresql")
+        out = [build_message(ord("E"), render_error(exc))]
+        out += [build_message(ord("Z"), bytes((self.tx_status,)))] * max(1, ready)
+        self.frontend.write(b"".join(out))
+
+    async def _attach(self) -> PgBackendConnection:
+        conn = self.conn
+        if conn is not None and conn.broken:
+            self._drop_conn()
+            if self.pinned or self.tx_status != _I:
+                raise errors.BackendError(errors.BACKEND_LOST, data_source=self.data_source.name,
+                                          detail="the connection holding this session's state was lost")
+            conn = None
+        if conn is None:
+            pool = self.runtime.pg_pool(self.database, self.data_source)
+            conn = await pool.acquire((0, 0), self.data_source.database)
+            if self.closed:
+                pool.release(conn)
+                raise errors.SessionError(errors.SESSION_SHUTTING_DOWN)
+            self.conn, self.pool = conn, pool
+            pool.hold(self)
+        try:
+            await self._replay(conn)
+        except (PgQueryError, errors.DbMeshError):
+            self._drop_conn()
+            raise
+        conn.attach(self)
+        return conn
+
+    async def _replay(self, conn: PgBackendConnection) -> None:
+        """Bring the connection's settings to the session's: RESET ALL when it has some we lack, then SET."""
+        self._needs_replay = False
+        if conn.vars == self.vars:
+            return
+        if conn.holder is self:
+            conn.detach()
+        if any(self.vars.get(k) != v for k, v in conn.vars.items()):
+            await conn.run("RESET ALL")
+            conn.vars.clear()
+        todo = [(k, v) for k, v in self.vars.items() if conn.vars.get(k) != v]
+        if todo:
+            await conn.run("; ".join(f"SET {quote_ident(k)} TO {v}" for k, v in todo))
+            conn.vars.update(todo)
+
+    # -- backend side (PgSink) ------------------------------------------------------------------------------------
+
+    def forward(self, data: bytes) -> None:
+        self.frontend.write(data)
+
+    def on_ready(self, conn: PgBackendConnection) -> None:
+        sc = conn.scanner
+        self.tx_status = sc.tx_status
+        self.awaiting = 0
+        error = sc.errors != self._errors_at_start
+        if self._pending_state:
+            if not error:
+                for info in self._pending_state:
+                    self._apply_state(conn, info)
+            self._pending_state.clear()
+        self._finish_request(error, sc.rows)
+        self._errors_at_start = sc.errors
+        if self._client_paused and conn.transport is not None:
+            conn.transport.resume_reading()
+        if conn.vars != self.vars:
+            self._needs_replay = True
+        if not self.pinned and self.tx_status == _I and not self.open_batch and self.runtime.multiplexing \
+                and not conn.dirty:
+            self.reclaimable = True
+            pool = self.pool
+            if pool is not None and pool._waiters:
+                pool.reclaim_for_waiters()
+
+    def _apply_state(self, conn: PgBackendConnection, info: PgStatementInfo) -> None:
+        if info.pin:
+            self.pinned = self.pinned or info.pin
+        if info.reset_all:
+            # A server resets to the session's startup values; ours went back to dbmesh's own startup, so the
+            # client's startup settings are re-applied before its next request (see _needs_replay).
+            self.vars = dict(self.startup_vars)
+            conn.vars = {}
+            if info.discard_all:
+                self.pinned = None  # DISCARD ALL drops prepared statements, listeners, advisory locks, temp tables
+                conn.prepared.clear()
+        if info.reset_vars:
+            for name in info.reset_vars:
+                self.vars.pop(name, None)
+                conn.vars.pop(name, None)
+                if name in self.startup_vars:
+                    self.vars[name] = self.startup_vars[name]
+        if info.set_vars:
+            for name, value in info.set_vars:
+                self.vars.pop(name, None)
+                self.vars[name] = value
+                conn.vars.pop(name, None)
+                conn.vars[name] = value
+
+    def _finish_request(self, error: bool, rows: int) -> None:
+        start = self._start
+        if not start:
+            return
+        self._start = 0.0
+        elapsed = perf_counter() - start
+        row = self._stat_rows.get(self._type)
+        if row is None:
+            row = self._stat_rows[self._type] = self.runtime.metrics.statement_row(
+                self.database.name, self.data_source.name, self._type)
+        observe_row(row, elapsed, error)
+        if elapsed >= self._slow_s and self.runtime.slow_log is not None:
+            self.runtime.slow_log.maybe_record(
+                start_time=time() - elapsed, user=self.user, database=self.database.name, sql=self._sql,
+                duration_s=elapsed, rows=rows, data_sources=(self.data_source.name,), dialect="postgresql")
+
+    def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
+        mid = conn.scanner.mid_message()
+        in_txn = self.tx_status != _I or self.pinned
+        awaiting = self.awaiting
+        self._drop_conn()
+        self.awaiting = 0
+        self.open_batch = False
+        self._pending_state.clear()
+        self._finish_request(True, 0)
+        if self.closed:
+            return
+        err = errors.BackendError(errors.BACKEND_LOST, data_source=conn.data_source.name, detail=detail)
+        self.runtime.metrics.error(err.entry.code, "postgresql")
+        if mid or in_txn:
+            # Part of a message went out, or the transaction and session state died with the connection: the
+            # client cannot go on as if nothing happened.
+            self.frontend.send_fatal(err)
+            return
+        if awaiting:
+            out = [build_message(ord("E"), render_error(err))]
+            out += [build_message(ord("Z"), b"I")] * awaiting
+            self.frontend.write(b"".join(out))
+        self.tx_status = _I
+
+    # -- connection ownership --------------------------------------------------------------------------------------
+
+    def surrender(self) -> PgBackendConnection | None:
+        conn = self.conn
+        if conn is None or not self.reclaimable or self.awaiting or self.open_batch or self._attaching:
+            return None
+        self.conn = None
+        self.reclaimable = False
+        conn.detach()
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn, self.conn = self.conn, None
+        self.reclaimable = False
+        if self.pool is not None:
+            self.pool.unhold(self)
+            if conn is not None:
+                conn.detach()
+                self.pool.discard(conn)
+
+    def on_client_paused(self, paused: bool) -> None:
+        self._client_paused = paused
+        conn = self.conn
+        if conn is not None and conn.transport is not None:
+            if paused:
+                conn.transport.pause_reading()
+            else:
+                conn.transport.resume_reading()
+
+    def cancel(self) -> None:
+        """CancelRequest from the client: cancel what our backend connection runs, if anything."""
+        conn = self.conn
+        if conn is not None and (self.awaiting or self.open_batch):
+            self.runtime.spawn(conn.cancel())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        conn, self.conn = self.conn, None
+        self.reclaimable = False
+        if self.pool is None:
+            return
+        pool = self.pool
+        pool.unhold(self)
+        if conn is None:
+            return
+        conn.detach()
+        if conn.broken or self.awaiting or self.open_batch or conn.busy:
+            pool.discard(conn)  # mid-request: what the server still sends has nowhere to go
+        elif self.pinned or self.tx_status != _I or conn.dirty:
+            self.runtime.spawn(self._reset_and_release(pool, conn))
+        else:
+            pool.release(conn)
+
+    async def _reset_and_release(self, pool: PgPool, conn: PgBackendConnection) -> None:
+        try:
+            await conn.reset()
+        except (errors.DbMeshError, PgQueryError, OSError):
+            pool.discard(conn)
+            return
+        pool.release(conn)
+
+    def backend_key_data(self) -> bytes:
+        return struct.pack("!I", self.pid) + self.secret
