@@ -227,6 +227,7 @@ def start_pg_dbmesh(
         started.append(proc)
         return _start_pg_listening(proc, timeout)
 
+    start.started = started  # type: ignore[attr-defined]  # for failure reports (tests/clients_pg)
     yield start
     for proc in started:
         proc.stop()

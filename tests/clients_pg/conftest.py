@@ -86,6 +86,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when in ("call", "setup"):
-        proc = getattr(item, "funcargs", {}).get("pg_dbmesh") or _STARTED.get("dbmesh")
+        funcargs = getattr(item, "funcargs", {})
+        proc = funcargs.get("pg_dbmesh") or _STARTED.get("dbmesh")
         if isinstance(proc, DbMeshProcess):
             report.sections.append(("dbmesh log (tail)", proc.stderr_text()[-6000:]))
+        for i, extra in enumerate(getattr(funcargs.get("start_pg_dbmesh"), "started", [])):
+            report.sections.append((f"extra dbmesh #{i} log (tail)", extra.stderr_text()[-6000:]))
