@@ -85,7 +85,8 @@ class PgBackendConnection(asyncio.Protocol):
         self.broken = False
         self.closed = False
         self.dirty = False  # holds state a new user must not see: reset (DISCARD ALL) before reuse
-        self.prepared: set[str] = set()  # dbmesh-named statements prepared on this connection
+        self.prepared: set[bytes] = set()  # dbmesh-named statements prepared on this connection
+        self.prepared_uncertain = False  # a request that prepared some failed: ask the server before relying on it
         self.transport: asyncio.Transport | None = None
         self.scanner = BackendScanner()
         self._sink: PgSink | None = None
@@ -271,6 +272,25 @@ class PgBackendConnection(asyncio.Protocol):
             self.params[name] = value
         return raw
 
+    async def prepare(self, statements: dict[bytes, bytes]) -> None:
+        """Prepare dbmesh-named statements (name -> Parse body after the name) in one round trip."""
+        assert self._sink is None, "prepare() needs an unattached connection"
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        collector = _Collector(future)
+        self.attach(collector)
+        errors_before = self.scanner.errors
+        try:
+            parses = b"".join(build_message(ord("P"), name + b"\x00" + body) for name, body in statements.items())
+            self.send(parses + build_message(ord("S"), b""), 1)
+            raw = await future
+        finally:
+            if self._sink is collector:
+                self.detach()
+        if self.scanner.errors != errors_before:
+            self.prepared_uncertain = True
+            raise PgQueryError(*_first_error(raw))
+        self.prepared.update(statements)
+
     async def ping(self) -> None:
         await self.run("")
 
@@ -307,6 +327,19 @@ def parameter_statuses(raw: bytes) -> list[tuple[str, str]]:
             name, _, rest = msg[1].partition(b"\x00")
             out.append((name.decode("utf-8", "replace"), rest.rstrip(b"\x00").decode("utf-8", "replace")))
     return out
+
+
+def prepared_names(raw: bytes) -> set[bytes]:
+    """The values of the single text column of a simple query's DataRows (raw backend bytes)."""
+    names = set()
+    reader = MessageReader()
+    reader.feed(raw)
+    while (msg := reader.read()) is not None:
+        if msg[0] == ord("D") and len(msg[1]) >= 6:
+            length = struct.unpack_from("!i", msg[1], 2)[0]
+            if length >= 0:
+                names.add(msg[1][6:6 + length])
+    return names
 
 
 def _first_error(raw: bytes) -> tuple[str, str]:

@@ -56,6 +56,7 @@ class Runtime:
         self._pg_pids = itertools.count(secrets.randbelow(1 << 20) + 1000)
         self._pools: dict[tuple[str, str], MySQLPool] = {}
         self._pg_pools: dict[tuple[str, str], PgPool] = {}
+        self._pg_statements: dict[bytes, bytes] = {}  # Parse body -> backend statement name
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
         self.started_at = time.time()
@@ -91,6 +92,13 @@ class Runtime:
         session = self._pg_sessions.get(pid)
         if session is not None and hmac.compare_digest(session.secret, key):
             session.cancel()
+
+    def pg_statement_name(self, body: bytes) -> bytes:
+        """dbmesh's backend name for a Parse body (query + parameter types): the same for every session."""
+        name = self._pg_statements.get(body)
+        if name is None:
+            name = self._pg_statements[body] = b"dbmesh_%x" % len(self._pg_statements)
+        return name
 
     def pg_pool(self, db: Database, ds: DataSource) -> PgPool:
         key = (db.name, ds.name)

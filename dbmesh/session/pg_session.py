@@ -7,8 +7,10 @@ Guarantees:
   the session is idle (every Query/Sync answered, no extended-protocol messages pending), outside a transaction
   (ReadyForQuery 'I') and holds no state that cannot be replayed. Replayable state (startup parameters and plain
   `SET`s) is re-applied on whichever connection serves the session next.
-- Named prepared statements, LISTEN, session advisory locks, temporary tables, SQL PREPARE and cursors WITH HOLD
-  pin the connection to the session; a pinned connection is reset (ROLLBACK, DISCARD ALL) before reuse.
+- Protocol-level named statements do not pin: they are renamed to shared backend names and prepared on whichever
+  connection serves the session (see _render). LISTEN, session advisory locks, temporary tables, SQL PREPARE and
+  cursors WITH HOLD pin the connection to the session; a pinned connection is reset (ROLLBACK, DISCARD ALL)
+  before reuse.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from dbmesh import errors
 from dbmesh._wire.pg_framing import build_message
-from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError
+from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError, prepared_names
 from dbmesh.config import Database
 from dbmesh.observe.metrics import observe_row
 from dbmesh.protocol.postgresql.messages import render_error
@@ -40,6 +42,11 @@ _I = ord("I")
 _FORWARDED = frozenset({_P, _B, _D, _E, _C, _H, _COPY_DATA, _COPY_DONE, _COPY_FAIL})
 # Startup parameters that are not session settings.
 _NOT_SETTINGS = frozenset({"user", "database", "replication", "options"})
+# A statement name no session uses: Close of it is answered CloseComplete without effect (PostgreSQL allows it).
+_NEVER_A_STATEMENT = b"dbmesh_no_such_statement"
+# Pseudo message types for Queries that _render rewrites against the connection's prepared statements.
+_Q_DEALLOCATE = -1  # payload: the backend name to deallocate
+_Q_FORGET_ALL = -2  # DEALLOCATE ALL / DISCARD ALL: the connection holds no prepared statements afterwards
 
 _CLASSIFY_CACHE: dict[str, PgStatementInfo] = {}
 
@@ -97,7 +104,10 @@ class PgSession:
         self.tx_status = _I
         self.awaiting = 0  # ReadyForQuery answers due for what we forwarded
         self.open_batch = False  # extended-protocol messages forwarded since the last Sync
-        self._queued: list[bytes] = []  # framed messages waiting for a connection
+        self._queued: list[tuple[int, bytes]] = []  # client messages waiting for a connection
+        # Client statement name -> (dbmesh's backend name, Parse body after the name, statement type).
+        self.statements: dict[bytes, tuple[bytes, bytes, str]] = {}
+        self._new_on_conn: list[bytes] = []  # backend names this request prepares on the connection
         self._queued_ready = 0
         self._attaching = False
         self._needs_replay = False  # the connection's settings no longer match ours (after RESET): replay first
@@ -125,28 +135,49 @@ class PgSession:
     async def start(self) -> dict[str, str]:
         """Lease a connection and apply the startup parameters; returns the ParameterStatus values to report."""
         conn = await self._attach()
-        return dict(conn.params)
+        params = dict(conn.params)
+        self._offer()
+        return params
+
+    def _offer(self) -> None:
+        """Idle and holding nothing that ties the connection to us: the pool may take it for another session."""
+        conn = self.conn
+        if conn is None or self.pinned or self.tx_status != _I or self.open_batch or self.awaiting \
+                or not self.runtime.multiplexing or conn.dirty:
+            return
+        self.reclaimable = True
+        pool = self.pool
+        if pool is not None and pool._waiters:
+            pool.reclaim_for_waiters()
 
     # -- messages from the client --------------------------------------------------------------------------------
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Forward a batch of client messages (all that one read delivered), in order."""
-        out: list[bytes] = []
+        items: list[tuple[int, bytes]] = []
         ready = 0
         for mtype, payload in messages:
             if mtype == _Q:
                 sql = payload[:-1].decode("utf-8", "replace")
-                self._begin_request(sql, classify_cached(sql))
+                info = classify_cached(sql)
+                self._begin_request(sql, info)
                 ready += 1
                 self.open_batch = False
+                if info.deallocate is not None or info.discard_all:
+                    items.append(self._deallocate(info, payload))
+                    continue
             elif mtype == _S:
                 ready += 1
                 self.open_batch = False
             elif mtype in _FORWARDED:
                 if mtype == _P:
                     self._on_parse(payload)
+                elif mtype == _B:
+                    self._on_bind(payload)
                 elif not self._start:
                     self._begin_request("", None)
+                if mtype == _C and payload[:1] == b"S":
+                    self.statements.pop(payload[1:-1], None)
                 self.open_batch = True
             elif mtype == _F:
                 self._begin_request("", None)
@@ -157,23 +188,99 @@ class PgSession:
             else:
                 self._protocol_violation(f"unexpected message type {chr(mtype)!r}")
                 return
-            out.append(build_message(mtype, payload))
-        if not out:
+            items.append((mtype, payload))
+        if not items:
             return
-        data = b"".join(out)
         self.reclaimable = False
         conn = self.conn
         if conn is not None and not conn.broken and not self._attaching and not self._needs_replay:
             self.awaiting += ready
-            conn.send(data, ready)
+            conn.send(self._render(items, conn), ready)
             if self._client_paused and conn.transport is not None:
                 conn.transport.pause_reading()
             return
-        self._queued.append(data)
+        self._queued.extend(items)
         self._queued_ready += ready
         if not self._attaching:
             self._attaching = True
             self.runtime.spawn(self._attach_and_flush())
+
+    # -- prepared statements: client names over shared connections ------------------------------------------------
+    #
+    # A client's named statement is prepared on backends under a dbmesh name shared by every session that prepares
+    # the same text and parameter types. Each connection remembers which dbmesh names it holds; a session that
+    # moves to another connection prepares its statements there first (see _replay). Messages are rewritten in
+    # place so the backend's answers keep the client's order: a Parse of a statement the connection already holds
+    # becomes a Parse of the unnamed statement (still answered ParseComplete), and a Close of a client name becomes
+    # a Close of a name that never exists (still answered CloseComplete; the backend copy stays for reuse).
+
+    def _render(self, items: list[tuple[int, bytes]], conn: PgBackendConnection) -> bytes:
+        out = []
+        statements = self.statements
+        for mtype, payload in items:
+            if mtype < 0:
+                if mtype == _Q_DEALLOCATE:
+                    conn.prepared.discard(payload)
+                    payload = b"DEALLOCATE " + payload + b"\x00"
+                else:
+                    conn.prepared.clear()
+                mtype = _Q
+            elif mtype == _P:
+                name, _, body = payload.partition(b"\x00")
+                if name:
+                    server = statements[name][0] if name in statements else self.runtime.pg_statement_name(body)
+                    if server in conn.prepared:
+                        payload = b"\x00" + body
+                    else:
+                        conn.prepared.add(server)
+                        self._new_on_conn.append(server)
+                        payload = server + b"\x00" + body
+            elif mtype == _B:
+                portal, _, rest = payload.partition(b"\x00")
+                name, _, tail = rest.partition(b"\x00")
+                if name in statements:
+                    payload = portal + b"\x00" + statements[name][0] + b"\x00" + tail
+            elif mtype == _D or mtype == _C:
+                if payload[:1] == b"S" and len(payload) > 2:
+                    name = payload[1:-1]
+                    if mtype == _D and name in statements:
+                        payload = b"S" + statements[name][0] + b"\x00"
+                    elif mtype == _C:
+                        payload = b"S" + _NEVER_A_STATEMENT + b"\x00"
+            out.append(build_message(mtype, payload))
+        return b"".join(out)
+
+    def _on_parse(self, payload: bytes) -> None:
+        name, _, body = payload.partition(b"\x00")
+        query = body.partition(b"\x00")[0].decode("utf-8", "replace")
+        info = classify_cached(query)
+        self._begin_request(query, info)
+        if name:
+            self.statements[name] = (self.runtime.pg_statement_name(body), body, info.type)
+
+    def _on_bind(self, payload: bytes) -> None:
+        if self._start:
+            return
+        name = payload.partition(b"\x00")[2].partition(b"\x00")[0]
+        entry = self.statements.get(name)
+        self._begin_request("", None)
+        if entry is not None:
+            self._type = entry[2]
+            self._sql = entry[1].partition(b"\x00")[0].decode("utf-8", "replace")
+
+    def _deallocate(self, info: PgStatementInfo, payload: bytes) -> tuple[int, bytes]:
+        """SQL DEALLOCATE / DISCARD ALL against renamed statements: forget the client's names, and rewrite the
+        statement so the server drops its copy under dbmesh's name (the tag the client sees stays the same)."""
+        if info.discard_all or (info.deallocate or "").upper() == "ALL":
+            self.statements.clear()
+            return (_Q_FORGET_ALL, payload)
+        key = (info.deallocate or "").strip('"').encode()
+        entry = self.statements.pop(key, None)
+        if entry is None:
+            return (_Q, payload)  # not ours (an SQL PREPARE name, or unknown): the server answers
+        if any(e[0] == entry[0] for e in self.statements.values()):
+            self._needs_replay = True  # another client name shares the copy: prepare it again afterwards
+        return (_Q_DEALLOCATE, entry[0])
 
     def _begin_request(self, sql: str, info: PgStatementInfo | None) -> None:
         if not self._start:
@@ -184,15 +291,6 @@ class PgSession:
             self._errors_at_start = conn.scanner.errors if conn is not None else 0
         if info is not None and (info.pin or info.set_vars or info.reset_vars or info.reset_all):
             self._pending_state.append(info)
-
-    def _on_parse(self, payload: bytes) -> None:
-        name, _, rest = payload.partition(b"\x00")
-        query = rest.partition(b"\x00")[0].decode("utf-8", "replace")
-        info = classify_cached(query)
-        self._begin_request(query, info)
-        if name:
-            # Named statements live on one backend connection: the session keeps it.
-            self.pinned = self.pinned or "prepared statement"
 
     def _protocol_violation(self, detail: str) -> None:
         err = errors.ProtocolError(errors.PROTOCOL_MALFORMED, detail=detail)
@@ -214,13 +312,13 @@ class PgSession:
         self._attaching = False
         if self.closed:
             return
-        data, ready = b"".join(self._queued), self._queued_ready
+        items, ready = list(self._queued), self._queued_ready
         self._queued.clear()
         self._queued_ready = 0
-        if data:
+        if items:
             self.awaiting += ready
             self._errors_at_start = conn.scanner.errors
-            conn.send(data, ready)
+            conn.send(self._render(items, conn), ready)
 
     def _fail_queued(self, exc: errors.DbMeshError) -> None:
         """No connection could be had: answer what was queued with an error, as the server would after one."""
@@ -260,7 +358,8 @@ class PgSession:
     async def _replay(self, conn: PgBackendConnection) -> None:
         """Bring the connection's settings to the session's: RESET ALL when it has some we lack, then SET."""
         self._needs_replay = False
-        if conn.vars == self.vars:
+        if conn.vars == self.vars and not conn.prepared_uncertain and all(
+                server in conn.prepared for server, _b, _t in self.statements.values()):
             return
         if conn.holder is self:
             conn.detach()
@@ -271,6 +370,14 @@ class PgSession:
         if todo:
             await conn.run("; ".join(f"SET {quote_ident(k)} TO {v}" for k, v in todo))
             conn.vars.update(todo)
+        if conn.prepared_uncertain:
+            # A request that prepared statements failed part-way: ask the server which ones exist.
+            rows = await conn.run("SELECT name FROM pg_prepared_statements")
+            conn.prepared = {name for name in prepared_names(rows)}
+            conn.prepared_uncertain = False
+        missing = {server: body for server, body, _t in self.statements.values() if server not in conn.prepared}
+        if missing:
+            await conn.prepare(missing)
 
     # -- backend side (PgSink) ------------------------------------------------------------------------------------
 
@@ -282,6 +389,11 @@ class PgSession:
         self.tx_status = sc.tx_status
         self.awaiting = 0
         error = sc.errors != self._errors_at_start
+        if self._new_on_conn:
+            if error:
+                conn.prepared_uncertain = True
+                self._needs_replay = True
+            self._new_on_conn.clear()
         if self._pending_state:
             if not error:
                 for info in self._pending_state:
@@ -293,12 +405,7 @@ class PgSession:
             conn.transport.resume_reading()
         if conn.vars != self.vars:
             self._needs_replay = True
-        if not self.pinned and self.tx_status == _I and not self.open_batch and self.runtime.multiplexing \
-                and not conn.dirty:
-            self.reclaimable = True
-            pool = self.pool
-            if pool is not None and pool._waiters:
-                pool.reclaim_for_waiters()
+        self._offer()
 
     def _apply_state(self, conn: PgBackendConnection, info: PgStatementInfo) -> None:
         if info.pin:
