@@ -174,7 +174,7 @@ def test_notice_passthrough(pg_direct: Endpoint, pg_proxy: Endpoint) -> None:
     for ep in (pg_direct, pg_proxy):
         notices: list[Any] = []
         with connect(ep) as conn:
-            conn.add_notice_handler(lambda d: notices.append(
+            conn.add_notice_handler(lambda d, out=notices: out.append(
                 (d.severity_nonlocalized, d.sqlstate, d.message_primary, d.message_hint)))
             conn.execute("DO $$ BEGIN RAISE NOTICE 'hi'; END $$")
             conn.execute("DO $$ BEGIN RAISE WARNING 'careful' USING HINT = 'a hint', ERRCODE = '01000'; END $$")
