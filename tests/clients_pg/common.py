@@ -110,7 +110,9 @@ INSERT_COLUMNS = ", ".join(COLUMNS[1:])
 
 
 def _values(placeholder: str = "%s") -> str:
-    return "(" + ", ".join(f"{placeholder}::{c}" for c in CASTS) + ")"
+    # (%s)::type, not %s::type: psycopg2 interpolates -2147483648 as text, and -2147483648::int4 parses as
+    # -(2147483648::int4), which overflows.
+    return "(" + ", ".join(f"({placeholder})::{c}" for c in CASTS) + ")"
 
 
 def insert_sql(table: str, rows: int = 1, returning: bool = False) -> str:
@@ -339,3 +341,35 @@ def jsonable(value: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, default=jsonable)
+
+
+# -- sync DB-API execution ----------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """memoryview (psycopg2's bytea) as bytes, so traces compare and print by value."""
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+def run_dbapi_steps(conn: Any, steps: Sequence[Step], *, errors: type[BaseException] | tuple[type[BaseException], ...],
+                    error_dict: Callable[[Any], dict[str, Any]], status: Callable[[Any], Any]) -> list[Observation]:
+    """Run each step on a fresh cursor of ``conn``; record rows, (name, type oid) columns, the status the
+    driver keeps (``status(cursor)``) or the error (``error_dict(exc)``)."""
+    out: list[Observation] = []
+    for step in steps:
+        cur = conn.cursor()
+        try:
+            if step.params is None:
+                cur.execute(step.sql)
+            else:
+                cur.execute(step.sql, step.params)
+            desc = cur.description
+            out.append(Observation(
+                step.label, status=status(cur),
+                columns=tuple((d[0], d[1]) for d in desc) if desc else None,
+                rows=[tuple(_plain(v) for v in r) for r in cur.fetchall()] if desc else None))
+        except errors as exc:
+            out.append(Observation(step.label, error=error_dict(exc)))
+        finally:
+            cur.close()
+    return out

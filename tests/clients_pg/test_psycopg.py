@@ -82,7 +82,7 @@ def test_crud_matches_direct(pg_direct: Endpoint, pg_proxy: Endpoint, pg_fresh_t
                 trace += run(conn, crud_steps(TABLE), **MODES[mode])
                 trace.append(Observation("prepared names", rows=sorted(
                     r[0] for r in conn.execute("SELECT statement FROM pg_prepared_statements "
-                                               "WHERE statement LIKE 'INSERT INTO t_psycopg (i4, %%$1::int4%%'"))))
+                                               "WHERE statement LIKE 'INSERT INTO t_psycopg (i4, %%($1)::int4%%'"))))
         traces.append(trace)
     direct, proxied = traces
     check_crud_expectations(proxied[: len(crud_steps(TABLE))], rowcount=rowcount)
