@@ -78,6 +78,10 @@ BACKEND_POOL_TIMEOUT = _entry(
     "DBM-1203", "no connection to data source '{data_source}' became free within {seconds} seconds (pool size {size})",
     1040, "08004", "53300",
     "The data source's pool was exhausted for longer than connectionTimeoutMilliseconds.")
+BACKEND_REPLAY_FAILED = _entry(
+    "DBM-1205", "could not restore this session's settings or prepared statements on a connection to data source "
+    "'{data_source}': {detail}", 1105, "HY000", "08006",
+    "Multiplexing moved the session to another connection and re-applying its state there failed.")
 BACKEND_PROTOCOL = _entry(
     "DBM-1204", "data source '{data_source}' answered with an unexpected packet: {detail}", 1105, "HY000", "08P01",
     "A data source broke the protocol.")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from dbmesh import errors
 from dbmesh._wire.pg_framing import build_message
-from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError, prepared_names
+from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError, parameter_statuses, prepared_names
 from dbmesh.config import Database
 from dbmesh.observe.metrics import observe_row
 from dbmesh.protocol.postgresql.messages import render_error
@@ -47,6 +47,7 @@ _NEVER_A_STATEMENT = b"dbmesh_no_such_statement"
 # Pseudo message types for Queries that _render rewrites against the connection's prepared statements.
 _Q_DEALLOCATE = -1  # payload: the backend name to deallocate
 _Q_FORGET_ALL = -2  # DEALLOCATE ALL / DISCARD ALL: the connection holds no prepared statements afterwards
+_P_TAKEN = -3  # Parse of a client name already in use: sent under the existing backend name, which the server refuses
 
 _CLASSIFY_CACHE: dict[str, PgStatementInfo] = {}
 
@@ -107,10 +108,12 @@ class PgSession:
         self._queued: list[tuple[int, bytes]] = []  # client messages waiting for a connection
         # Client statement name -> (dbmesh's backend name, Parse body after the name, statement type).
         self.statements: dict[bytes, tuple[bytes, bytes, str]] = {}
-        self._new_on_conn: list[bytes] = []  # backend names this request prepares on the connection
+        self._new_on_conn: list[tuple[bytes, bytes]] = []  # (client name, backend name) this request prepares
+        self._suspects: list[tuple[bytes, bytes]] = []  # ... of a request that failed: checked at the next replay
         self._queued_ready = 0
         self._attaching = False
         self._needs_replay = False  # the connection's settings no longer match ours (after RESET): replay first
+        self._announce = False  # forward the ParameterStatus values the replay produces
         self._client_paused = False
         # Per-request bookkeeping (a request = everything up to the ReadyForQuery that answers it).
         self._start = 0.0
@@ -171,7 +174,13 @@ class PgSession:
                 self.open_batch = False
             elif mtype in _FORWARDED:
                 if mtype == _P:
+                    name = payload.partition(b"\x00")[0]
+                    existing = self.statements.get(name) if name else None
                     self._on_parse(payload)
+                    if existing is not None:
+                        # The name is taken: let the server refuse it (42P05), as it would refuse the client.
+                        mtype, payload = _P_TAKEN, existing[0] + b"\x00" + payload.partition(b"\x00")[2]
+                        self.statements[name] = existing
                 elif mtype == _B:
                     self._on_bind(payload)
                 elif not self._start:
@@ -219,6 +228,9 @@ class PgSession:
         statements = self.statements
         for mtype, payload in items:
             if mtype < 0:
+                if mtype == _P_TAKEN:
+                    out.append(build_message(_P, payload))
+                    continue
                 if mtype == _Q_DEALLOCATE:
                     conn.prepared.discard(payload)
                     payload = b"DEALLOCATE " + payload + b"\x00"
@@ -233,7 +245,7 @@ class PgSession:
                         payload = b"\x00" + body
                     else:
                         conn.prepared.add(server)
-                        self._new_on_conn.append(server)
+                        self._new_on_conn.append((name, server))
                         payload = server + b"\x00" + body
             elif mtype == _B:
                 portal, _, rest = payload.partition(b"\x00")
@@ -306,13 +318,16 @@ class PgSession:
             return
         except PgQueryError as exc:
             self._attaching = False
-            self._fail_queued(errors.BackendError(errors.BACKEND_CONNECT_FAILED, data_source=self.data_source.name,
+            self._fail_queued(errors.BackendError(errors.BACKEND_REPLAY_FAILED, data_source=self.data_source.name,
                                                   detail=str(exc)))
             return
         self._attaching = False
         if self.closed:
             return
         items, ready = list(self._queued), self._queued_ready
+        if not items:
+            self._offer()
+            return
         self._queued.clear()
         self._queued_ready = 0
         if items:
@@ -368,13 +383,25 @@ class PgSession:
             conn.vars.clear()
         todo = [(k, v) for k, v in self.vars.items() if conn.vars.get(k) != v]
         if todo:
-            await conn.run("; ".join(f"SET {quote_ident(k)} TO {v}" for k, v in todo))
+            raw = await conn.run("; ".join(f"SET {quote_ident(k)} TO {v}" for k, v in todo))
             conn.vars.update(todo)
+            if self._announce:
+                statuses = parameter_statuses(raw)
+                if statuses:
+                    self.frontend.write(b"".join(
+                        build_message(ord("S"), k.encode() + b"\x00" + v.encode() + b"\x00") for k, v in statuses))
+        self._announce = False
         if conn.prepared_uncertain:
-            # A request that prepared statements failed part-way: ask the server which ones exist.
+            # A request that prepared statements failed part-way: ask the server which ones exist. Those of that
+            # request that do not exist failed, and the client got the error for them: forget those names.
             rows = await conn.run("SELECT name FROM pg_prepared_statements")
-            conn.prepared = {name for name in prepared_names(rows)}
+            conn.prepared = set(prepared_names(rows))
             conn.prepared_uncertain = False
+            for name, server in self._suspects:
+                entry = self.statements.get(name)
+                if entry is not None and entry[0] == server and server not in conn.prepared:
+                    del self.statements[name]
+            self._suspects.clear()
         missing = {server: body for server, body, _t in self.statements.values() if server not in conn.prepared}
         if missing:
             await conn.prepare(missing)
@@ -393,6 +420,7 @@ class PgSession:
             if error:
                 conn.prepared_uncertain = True
                 self._needs_replay = True
+                self._suspects.extend(self._new_on_conn)
             self._new_on_conn.clear()
         if self._pending_state:
             if not error:
@@ -404,7 +432,14 @@ class PgSession:
         if self._client_paused and conn.transport is not None:
             conn.transport.resume_reading()
         if conn.vars != self.vars:
+            # RESET put the connection back to dbmesh's defaults: restore the client's startup settings now, and
+            # tell the client their values (the server reported its defaults when it reset them).
             self._needs_replay = True
+            self._announce = True
+        if self._needs_replay and not self._attaching and not self.closed:
+            self._attaching = True
+            self.runtime.spawn(self._attach_and_flush())
+            return
         self._offer()
 
     def _apply_state(self, conn: PgBackendConnection, info: PgStatementInfo) -> None:
