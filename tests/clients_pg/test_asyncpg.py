@@ -273,3 +273,33 @@ async def test_notices(pg_direct: Endpoint, pg_proxy: Endpoint) -> None:
         got.append(seen)
     assert got[1] == [("PostgresLogMessage", "00000", "hi")]
     assert got[0] == got[1]
+
+
+async def test_rollback_after_error_in_transaction(pg_direct: Endpoint, pg_proxy: Endpoint,
+                                                   pg_fresh_table: Any) -> None:
+    """BEGIN, a statement that fails (extended protocol), ROLLBACK: the way every ORM recovers from an
+    IntegrityError. The ROLLBACK must reach the backend as it is and succeed."""
+    results = []
+    for ep in (pg_direct, pg_proxy):
+        table = pg_fresh_table("t_asyncpg_rb", "CREATE TABLE {t} (i int PRIMARY KEY); INSERT INTO {t} VALUES (1)")
+        conn = await connect(ep)
+        steps: list[Any] = []
+        try:
+            tr = conn.transaction()
+            await tr.start()
+            steps.append([tuple(r) for r in await conn.fetch(f"SELECT i FROM {table}")])
+            try:
+                await conn.fetch(f"INSERT INTO {table} VALUES ($1) RETURNING i", 1)
+            except asyncpg.PostgresError as exc:
+                steps.append(exc.sqlstate)
+            try:
+                await tr.rollback()
+                steps.append("rolled back")
+            except asyncpg.PostgresError as exc:
+                steps.append((exc.sqlstate, str(exc)))
+            steps.append(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        finally:
+            await conn.close()
+        results.append(steps)
+    assert results[1] == [[(1,)], "23505", "rolled back", 1]
+    assert results[0] == results[1]

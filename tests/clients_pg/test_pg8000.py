@@ -72,7 +72,7 @@ def test_native_prepared_statements(pg_direct: Endpoint, pg_proxy: Endpoint, pg_
         con = native(ep)
         try:
             ins = con.prepare(f"INSERT INTO {TABLE} (i4, txt, j) VALUES (:i, :t, CAST(:j AS jsonb)) RETURNING id")
-            ids = [ins.run(i=i, t=f"v{i} 😀", j='{"k": %d}' % i) for i in range(1, 6)]
+            ids = [ins.run(i=i, t=f"v{i} 😀", j=f'{{"k": {i}}}') for i in range(1, 6)]
             sel = con.prepare(f"SELECT id, txt, j FROM {TABLE} WHERE i4 > :lo ORDER BY id")
             first, second = sel.run(lo=2), sel.run(lo=4)
             cols = [(c["name"], c["type_oid"]) for c in sel.columns]
