@@ -275,3 +275,34 @@ def test_sessions_do_not_see_each_others_settings(start_pg_dbmesh: Any, require_
         assert a.execute("SHOW TimeZone").fetchone() == (default_tz,)
         assert b.execute("SHOW TimeZone").fetchone() == ("America/New_York",)
 
+
+
+# -- authentication methods on the wire --------------------------------------------------------------
+
+
+def _auth_request(host: str, port: int, user: str) -> int:
+    """Send a StartupMessage and return the code of the server's first Authentication request."""
+    import socket
+    import struct
+
+    body = struct.pack("!i", 196608) + b"".join(
+        k.encode() + b"\0" + v.encode() + b"\0" for k, v in (("user", user), ("database", "dbmesh_pg"))) + b"\0"
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            assert chunk, "connection closed before an authentication request"
+            head += chunk
+    assert head[:1] == b"R", head
+    return int(struct.unpack("!i", head[5:9])[0])
+
+
+@pytest.mark.parametrize(("user", "code"), [
+    ("root", 10),  # no method: MySQL's default, scram-sha-256 on PostgreSQL -> AuthenticationSASL
+    ("sha2user", 10),  # caching_sha2_password is MySQL-only -> scram-sha-256
+    ("md5client", 5),  # AuthenticationMD5Password
+    ("plainclient", 3),  # AuthenticationCleartextPassword
+])
+def test_authentication_method_per_user(pg_proxy: Endpoint, require_dbmesh: None, user: str, code: int) -> None:
+    assert _auth_request(pg_proxy.host, pg_proxy.port, user) == code
