@@ -89,6 +89,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         funcargs = getattr(item, "funcargs", {})
         proc = funcargs.get("pg_dbmesh") or _STARTED.get("dbmesh")
         if isinstance(proc, DbMeshProcess):
-            report.sections.append(("dbmesh log (tail)", proc.stderr_text()[-6000:]))
+            state = "running" if proc.is_running() else f"EXITED with {proc.returncode}"
+            report.sections.append((f"dbmesh log (tail; dbmesh {state})", proc.stderr_text()[-6000:]))
         for i, extra in enumerate(getattr(funcargs.get("start_pg_dbmesh"), "started", [])):
             report.sections.append((f"extra dbmesh #{i} log (tail)", extra.stderr_text()[-6000:]))
