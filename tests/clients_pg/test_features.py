@@ -306,3 +306,100 @@ def _auth_request(host: str, port: int, user: str) -> int:
 ])
 def test_authentication_method_per_user(pg_proxy: Endpoint, require_dbmesh: None, user: str, code: int) -> None:
     assert _auth_request(pg_proxy.host, pg_proxy.port, user) == code
+
+
+def test_transactional_set_semantics_survive_multiplexing(start_pg_dbmesh: Any, require_dbmesh: None,
+                                                          postgres: Any) -> None:
+    """SET inside a rolled-back transaction is undone, SET LOCAL ends with its transaction, a SET in a
+    committed transaction stays, RESET ALL / DISCARD ALL restore the defaults — as on a plain server,
+    while three sessions interleave on a pool of two backend connections (so dbmesh must replay or
+    forget exactly the settings PostgreSQL would keep)."""
+    default_tz = postgres.execute("SHOW TimeZone")[0][0]
+    proc = start_pg_dbmesh(max_pool_size=2)
+    ep = Endpoint("dbmesh", proc.host, proc.pg_port, "root", "rootpw")
+
+    def tz(conn: Any) -> str:
+        return str(conn.execute("SHOW TimeZone").fetchone()[0])
+
+    with connect(ep) as a, connect(ep) as b, connect(ep) as c:
+        def churn() -> None:  # other sessions' statements in between, so backends change hands
+            for other in (b, c, b, c):
+                other.execute("SELECT 1")
+
+        a.execute("BEGIN")
+        a.execute("SET TimeZone = 'Asia/Tokyo'")
+        assert tz(a) == "Asia/Tokyo"
+        a.execute("ROLLBACK")
+        churn()
+        assert tz(a) == default_tz, "a SET rolled back with its transaction came back"
+        a.execute("BEGIN")
+        a.execute("SET LOCAL TimeZone = 'Europe/Paris'")
+        assert tz(a) == "Europe/Paris"
+        a.execute("COMMIT")
+        churn()
+        assert tz(a) == default_tz, "SET LOCAL outlived its transaction"
+        a.execute("BEGIN")
+        a.execute("SET TimeZone = 'America/Lima'")
+        a.execute("COMMIT")
+        churn()
+        assert tz(a) == "America/Lima"
+        assert tz(b) == default_tz and tz(c) == default_tz
+        a.execute("BEGIN")
+        a.execute("SAVEPOINT s1")
+        a.execute("SET TimeZone = 'Africa/Cairo'")
+        a.execute("ROLLBACK TO SAVEPOINT s1")
+        a.execute("COMMIT")
+        churn()
+        assert tz(a) == "America/Lima", "a SET rolled back to a savepoint came back"
+        a.execute("SET search_path = pg_catalog")
+        a.execute("RESET ALL")
+        churn()
+        assert tz(a) == default_tz
+        assert a.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        b.execute("SET TimeZone = 'Asia/Kolkata'")
+        b.execute("DISCARD ALL")
+        churn()
+        assert tz(b) == default_tz
+        # A failed transaction's SET is rolled back too
+        c.execute("BEGIN")
+        c.execute("SET TimeZone = 'Asia/Tokyo'")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0")
+        c.execute("ROLLBACK")
+        churn()
+        assert tz(c) == default_tz
+
+
+def test_backend_restart_is_survived(start_pg_dbmesh: Any, require_dbmesh: None, postgres: Any) -> None:
+    """A private PostgreSQL behind a private dbmesh is killed (SIGKILL) and started again: clients get
+    an error instead of a hang while it is down, and new statements work once it is back."""
+    from tests.support import PostgreSQL
+
+    if not postgres.is_managed:
+        pytest.skip("needs a managed PostgreSQL")
+    private = PostgreSQL.throwaway().start()
+    try:
+        private.ensure_database("dbmesh_pg")
+        proc = start_pg_dbmesh(pg_databases={"dbmesh_pg": private})
+        ep = Endpoint("dbmesh", proc.host, proc.pg_port, "root", "rootpw")
+        with connect(ep) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            private.kill()
+            started = time.monotonic()
+            with pytest.raises(psycopg.Error):
+                conn.execute("SELECT 2")
+            assert time.monotonic() - started < 15
+        private.start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with connect(ep) as conn:
+                    assert conn.execute("SELECT 3").fetchone() == (3,)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert proc.is_running()
+    finally:
+        private.destroy()
