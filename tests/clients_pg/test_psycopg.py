@@ -6,6 +6,7 @@ NOTICE passthrough."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -213,3 +214,55 @@ def test_tls(pg_proxy: Endpoint, require_dbmesh: None) -> None:
         assert conn.pgconn.ssl_in_use and conn.execute("SELECT 1").fetchone() == (1,)
     with connect(pg_proxy, sslmode="disable") as conn:
         assert not conn.pgconn.ssl_in_use
+
+
+def _edge_scenario(ep: Endpoint) -> list[Any]:
+    out: list[Any] = []
+    with connect(ep) as conn, conn.cursor() as cur:
+        # several statements in one simple Query: every result, then the error stops the rest
+        cur.execute("SELECT 1 AS a; SELECT 'two' AS b, 2.5::float8 AS c; VALUES (3), (4)")
+        sets = []
+        while True:
+            sets.append((cur.statusmessage, [d.name for d in cur.description or []], cur.fetchall()))
+            if not cur.nextset():
+                break
+        out.append(sets)
+        try:
+            cur.execute("CREATE TEMP TABLE edge_tmp (i int); INSERT INTO edge_tmp VALUES (1); SELECT 1/0; "
+                        "INSERT INTO edge_tmp VALUES (2)")
+        except psycopg.Error as exc:
+            out.append(error_dict(exc))
+        # the implicit transaction of that Query rolled back as a whole: no edge_tmp
+        try:
+            cur.execute("SELECT count(*) FROM edge_tmp")
+            out.append(cur.fetchall())
+        except psycopg.Error as exc:
+            out.append(error_dict(exc)["sqlstate"])
+        cur.execute("")  # EmptyQueryResponse
+        out.append((cur.statusmessage, cur.description))
+        cur.execute("-- just a comment")
+        out.append((cur.statusmessage, cur.description))
+        big = "x" * (4 * 1024 * 1024)  # a 4 MiB parameter and a 1 MiB statement text
+        cur.execute("SELECT length(%s::text), md5(%s::text)", (big, big))
+        out.append(cur.fetchall())
+        cur.execute("SELECT length('" + "y" * (1024 * 1024) + "')")
+        out.append(cur.fetchall())
+        params = list(range(20000))  # many parameters in one Bind
+        cur.execute("SELECT sum(x) FROM unnest(ARRAY[" + ", ".join(["%s::int8"] * len(params)) + "]) x", params)
+        out.append(cur.fetchall())
+        cur.execute("SELECT g FROM generate_series(1, 3) g", binary=True)
+        out.append(cur.fetchall())
+    return out
+
+
+def test_edge_cases_match_direct(pg_direct: Endpoint, pg_proxy: Endpoint) -> None:
+    direct = _edge_scenario(pg_direct)
+    proxied = _edge_scenario(pg_proxy)
+    assert proxied[0] == [("SELECT 1", ["a"], [(1,)]), ("SELECT 1", ["b", "c"], [("two", 2.5)]),
+                          ("SELECT 2", ["column1"], [(3,), (4,)])]
+    assert proxied[1]["sqlstate"] == "22012"
+    assert proxied[2] == "42P01"
+    assert proxied[3] == (None, None) and proxied[4] == (None, None)
+    assert proxied[5][0][0] == 4 * 1024 * 1024 and proxied[6] == [(1024 * 1024,)]
+    assert proxied[7] == [(Decimal(sum(range(20000))),)] and proxied[8] == [(1,), (2,), (3,)]
+    assert proxied == direct
