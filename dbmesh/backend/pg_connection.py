@@ -329,6 +329,28 @@ def parameter_statuses(raw: bytes) -> list[tuple[str, str]]:
     return out
 
 
+def first_row(raw: bytes) -> list[bytes | None]:
+    """The values of the first DataRow in a response (raw backend bytes); [] when there is none."""
+    reader = MessageReader()
+    reader.feed(raw)
+    while (msg := reader.read()) is not None:
+        if msg[0] == ord("D"):
+            payload = msg[1]
+            count = struct.unpack_from("!h", payload, 0)[0]
+            values: list[bytes | None] = []
+            pos = 2
+            for _ in range(count):
+                length = struct.unpack_from("!i", payload, pos)[0]
+                pos += 4
+                if length < 0:
+                    values.append(None)
+                else:
+                    values.append(payload[pos:pos + length])
+                    pos += length
+            return values
+    return []
+
+
 def prepared_names(raw: bytes) -> set[bytes]:
     """The values of the single text column of a simple query's DataRows (raw backend bytes)."""
     names = set()

@@ -67,6 +67,17 @@ class PgFrontend(asyncio.Protocol):
         self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_timed_out, timeout)
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None and self.tls is None and data[:1] == b"Q" and not self._starting \
+                and not self.reader.buffered() and len(data) > 5 \
+                and int.from_bytes(data[1:5], "big") == len(data) - 1 and len(data) <= self.reader.max_message:
+            # Hot path: exactly one whole Query message.
+            try:
+                session.on_query_frame(data)
+            except Exception as exc:  # a bug must not take the server down or leak a traceback
+                log.exception("[BUG] unexpected error on a PostgreSQL connection")
+                self.send_fatal(errors.InternalError(f"{type(exc).__name__}: {exc}"))
+            return
         if self.closed:
             return
         if self.tls is not None:

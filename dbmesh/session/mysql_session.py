@@ -38,7 +38,7 @@ from dbmesh.protocol.mysql.constants import (
     Status,
 )
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
-from dbmesh.session.classify import StatementInfo, classify
+from dbmesh.session.classify import StatementInfo, classify, quick_classify
 
 IN_TRANS = int(Status.IN_TRANS)
 AUTOCOMMIT = int(Status.AUTOCOMMIT)
@@ -66,6 +66,9 @@ _COM_STMT_PREPARE = int(Command.STMT_PREPARE)
 
 
 def classify_cached(sql: str, raw: bytes | None = None) -> StatementInfo:
+    info = quick_classify(sql)
+    if info is not None:
+        return info  # plain statements are not cached: their texts differ by literal values
     info = _CLASSIFY_CACHE.get(sql)
     if info is None:
         info = classify(sql)

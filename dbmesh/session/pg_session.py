@@ -23,11 +23,17 @@ from typing import TYPE_CHECKING
 
 from dbmesh import errors
 from dbmesh._wire.pg_framing import build_message
-from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError, parameter_statuses, prepared_names
+from dbmesh.backend.pg_connection import (
+    PgBackendConnection,
+    PgQueryError,
+    first_row,
+    parameter_statuses,
+    prepared_names,
+)
 from dbmesh.config import Database
 from dbmesh.observe.metrics import observe_row
 from dbmesh.protocol.postgresql.messages import render_error
-from dbmesh.session.pg_classify import PgStatementInfo, classify
+from dbmesh.session.pg_classify import PgStatementInfo, classify, quick_classify
 
 if TYPE_CHECKING:
     from dbmesh.backend.pg_connection import PgPool
@@ -53,6 +59,9 @@ _CLASSIFY_CACHE: dict[str, PgStatementInfo] = {}
 
 
 def classify_cached(sql: str) -> PgStatementInfo:
+    info = quick_classify(sql)
+    if info is not None:
+        return info  # plain statements are not cached: their texts differ by literal values
     info = _CLASSIFY_CACHE.get(sql)
     if info is None:
         if len(_CLASSIFY_CACHE) > 8192:
@@ -112,8 +121,15 @@ class PgSession:
         self._suspects: list[tuple[bytes, bytes]] = []  # ... of a request that failed: checked at the next replay
         self._queued_ready = 0
         self._attaching = False
-        self._needs_replay = False  # the connection's settings no longer match ours (after RESET): replay first
+        # The connection's settings or prepared statements no longer match ours (after RESET, a failed Parse):
+        # replay before the next request, but only outside a transaction (a SET inside one would be rolled back
+        # with it, and nothing runs in a failed one).
+        self._needs_replay = False
         self._announce = False  # forward the ParameterStatus values the replay produces
+        self._in_tx = False
+        self._tx_state: list[PgStatementInfo] = []  # settings made in the open transaction, held until COMMIT
+        self._tx_partial_rollback = False
+        self._refresh: set[str] = set()  # settings whose values must be read back from the server
         self._client_paused = False
         # Per-request bookkeeping (a request = everything up to the ReadyForQuery that answers it).
         self._start = 0.0
@@ -154,6 +170,21 @@ class PgSession:
             pool.reclaim_for_waiters()
 
     # -- messages from the client --------------------------------------------------------------------------------
+
+    def on_query_frame(self, frame: bytes) -> None:
+        """Hot path: one whole Query message arrived alone, framed as the client sent it."""
+        sql = frame[5:-1].decode("utf-8", "replace")
+        info = classify_cached(sql)
+        conn = self.conn
+        if info.deallocate is None and not info.discard_all and conn is not None and not conn.broken \
+                and not self._attaching and not self._replay_due and not self._client_paused:
+            self._begin_request(sql, info)
+            self.open_batch = False
+            self.reclaimable = False
+            self.awaiting += 1
+            conn.send(frame, 1)
+            return
+        self.on_messages([(_Q, frame[5:])])
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Forward a batch of client messages (all that one read delivered), in order."""
@@ -202,7 +233,7 @@ class PgSession:
             return
         self.reclaimable = False
         conn = self.conn
-        if conn is not None and not conn.broken and not self._attaching and not self._needs_replay:
+        if conn is not None and not conn.broken and not self._attaching and not self._replay_due:
             self.awaiting += ready
             conn.send(self._render(items, conn), ready)
             if self._client_paused and conn.transport is not None:
@@ -370,10 +401,30 @@ class PgSession:
         conn.attach(self)
         return conn
 
+    @property
+    def _replay_due(self) -> bool:
+        return self._needs_replay and self.tx_status == _I
+
     async def _replay(self, conn: PgBackendConnection) -> None:
         """Bring the connection's settings to the session's: RESET ALL when it has some we lack, then SET."""
+        if self.tx_status != _I and conn is self.conn:
+            return  # inside the client's transaction: later (see _needs_replay)
         self._needs_replay = False
-        if conn.vars == self.vars and not conn.prepared_uncertain and all(
+        if self._refresh and conn is self.conn:
+            names = sorted(self._refresh)
+            self._refresh.clear()
+            if conn.holder is self:
+                conn.detach()
+            raw = await conn.run("SELECT " + ", ".join(f"current_setting({quote_literal(n)})" for n in names))
+            values = first_row(raw)
+            for name, value in zip(names, values, strict=False):
+                if value is not None:
+                    literal = quote_literal(value.decode("utf-8", "replace"))
+                    self.vars.pop(name, None)
+                    self.vars[name] = literal
+                    conn.vars.pop(name, None)
+                    conn.vars[name] = literal
+        if conn.vars == self.vars and not conn.prepared_uncertain and not self._refresh and all(
                 server in conn.prepared for server, _b, _t in self.statements.values()):
             return
         if conn.holder is self:
@@ -397,10 +448,10 @@ class PgSession:
             rows = await conn.run("SELECT name FROM pg_prepared_statements")
             conn.prepared = set(prepared_names(rows))
             conn.prepared_uncertain = False
-            for name, server in self._suspects:
-                entry = self.statements.get(name)
+            for client_name, server in self._suspects:
+                entry = self.statements.get(client_name)
                 if entry is not None and entry[0] == server and server not in conn.prepared:
-                    del self.statements[name]
+                    del self.statements[client_name]
             self._suspects.clear()
         missing = {server: body for server, body, _t in self.statements.values() if server not in conn.prepared}
         if missing:
@@ -422,11 +473,23 @@ class PgSession:
                 self._needs_replay = True
                 self._suspects.extend(self._new_on_conn)
             self._new_on_conn.clear()
+        was_in_tx = self._in_tx
+        self._in_tx = self.tx_status != _I
         if self._pending_state:
-            if not error:
+            if not error or self._in_tx:
                 for info in self._pending_state:
-                    self._apply_state(conn, info)
+                    if self._in_tx:
+                        # Inside a transaction a setting lasts only if the transaction commits: hold it until then.
+                        self._tx_state.append(info)
+                        if info.pin:
+                            self.pinned = self.pinned or info.pin
+                    else:
+                        self._apply_state(conn, info)
             self._pending_state.clear()
+        if self._in_tx and self._type == "rollback" and not error:
+            self._tx_partial_rollback = True  # ROLLBACK TO SAVEPOINT: some settings of this transaction undone
+        if was_in_tx and not self._in_tx:
+            self._end_transaction(conn, committed=sc.last_command_tag.startswith(b"COMMIT"))
         self._finish_request(error, sc.rows)
         self._errors_at_start = sc.errors
         if self._client_paused and conn.transport is not None:
@@ -436,11 +499,30 @@ class PgSession:
             # tell the client their values (the server reported its defaults when it reset them).
             self._needs_replay = True
             self._announce = True
-        if self._needs_replay and not self._attaching and not self.closed:
+        if self._replay_due and not self._attaching and not self.closed:
             self._attaching = True
             self.runtime.spawn(self._attach_and_flush())
             return
         self._offer()
+
+    def _end_transaction(self, conn: PgBackendConnection, committed: bool) -> None:
+        """The settings made in a transaction count only if it committed (the server undid them otherwise)."""
+        infos, self._tx_state = self._tx_state, []
+        partial, self._tx_partial_rollback = self._tx_partial_rollback, False
+        if not committed or not infos:
+            return
+        if not partial:
+            for info in infos:
+                self._apply_state(conn, info)
+            return
+        # A savepoint was rolled back: which settings survived is the server's knowledge. Ask it.
+        if any(info.reset_all for info in infos):
+            self.pinned = self.pinned or "RESET ALL and ROLLBACK TO SAVEPOINT in one transaction"
+            return
+        for info in infos:
+            for name in (*(info.reset_vars or ()), *(n for n, _v in info.set_vars or ())):
+                self._refresh.add(name)
+        self._needs_replay = True
 
     def _apply_state(self, conn: PgBackendConnection, info: PgStatementInfo) -> None:
         if info.pin:
