@@ -217,6 +217,7 @@ class MariaDB:
         if self.pid is not None:
             raise MariaDBError(f"{self!r} is already running (pid {self.pid})")
         self.install()
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         cmd = [
             _find_binary("mariadbd", "mysqld"),
             "--no-defaults",
