@@ -188,6 +188,8 @@ class PgSession:
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Forward a batch of client messages (all that one read delivered), in order."""
+        if len(messages) >= 3 and messages[0][0] == _B and messages[-1][0] == _S and self._execute_fast(messages):
+            return
         items: list[tuple[int, bytes]] = []
         ready = 0
         for mtype, payload in messages:
@@ -244,6 +246,36 @@ class PgSession:
         if not self._attaching:
             self._attaching = True
             self.runtime.spawn(self._attach_and_flush())
+
+    def _execute_fast(self, messages: list[tuple[int, bytes]]) -> bool:
+        """Hot path for executing a prepared statement: Bind, [Describe portal], Execute, Sync, nothing else."""
+        conn = self.conn
+        if conn is None or conn.broken or self._attaching or self._replay_due or self._client_paused \
+                or self.open_batch or self._start:
+            return False
+        for mtype, payload in messages[1:-1]:
+            if mtype != _E and not (mtype == _D and payload[:1] == b"P"):
+                return False
+        bind = messages[0][1]
+        portal, _, rest = bind.partition(b"\x00")
+        name, _, tail = rest.partition(b"\x00")
+        entry = self.statements.get(name) if name else None
+        if entry is not None:
+            if entry[0] not in conn.prepared:
+                return False
+            bind = portal + b"\x00" + entry[0] + b"\x00" + tail
+            self._type = entry[2]
+        else:
+            self._type = "execute"
+        self._start = perf_counter()
+        self._sql = ""
+        self._errors_at_start = conn.scanner.errors
+        self.reclaimable = False
+        self.awaiting += 1
+        out = [build_message(_B, bind)]
+        out += [build_message(t, p) for t, p in messages[1:]]
+        conn.send(b"".join(out), 1)
+        return True
 
     # -- prepared statements: client names over shared connections ------------------------------------------------
     #
