@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import TYPE_CHECKING
 
 from dbmesh import errors
@@ -19,6 +18,7 @@ from dbmesh.protocol.mysql.server_handshake import (
     ServerHandshake,
     StartTls,
 )
+from dbmesh.server.client_connection import ClientConnection
 from dbmesh.server.tls import TlsStream
 from dbmesh.session.mysql_session import MySQLSession
 
@@ -33,28 +33,23 @@ def render_error(exc: errors.DbMeshError) -> bytes:
     return ErrPacket(exc.entry.mysql_errno, exc.entry.mysql_sqlstate, exc.message).encode()
 
 
-class MySQLFrontend(asyncio.Protocol):
+class MySQLFrontend(ClientConnection):
     """One client connection. Bytes go through a PacketReader; complete packets go to the handshake, then the session."""
 
     def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
         self.runtime = runtime
         self.conn_id = runtime.next_connection_id()
-        self.transport: asyncio.Transport | None = None
         self.reader = PacketReader(max_payload=runtime.config.server.limits.max_packet_size)
         self.handshake: ServerHandshake | None = None
         self.session: MySQLSession | None = None
-        self.peer_host = ""
-        self.closed = False
         self._auth_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
-        self.tls: TlsStream | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
-        peer = transport.get_extra_info("peername")
-        self.peer_host = peer[0] if isinstance(peer, tuple) else "localhost"
+        self._attach_transport(transport)
         rt = self.runtime
         rt.metrics.client_connected("mysql")
         if not rt.admit(self):
@@ -126,24 +121,7 @@ class MySQLFrontend(asyncio.Protocol):
         self.runtime.release(self)
         self.runtime.metrics.client_disconnected("mysql")
 
-    def pause_writing(self) -> None:
-        if self.session is not None:
-            self.session.on_client_paused(True)
-
-    def resume_writing(self) -> None:
-        if self.session is not None:
-            self.session.on_client_paused(False)
-
     # -- output --------------------------------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        t = self.transport
-        if t is not None and not t.is_closing():
-            if self.tls is not None:
-                if not self.tls.handshake_done:
-                    return  # nothing can be said before the TLS handshake; the caller closes
-                data = self.tls.encrypt(data)
-            t.write(data)
 
     def send_payload(self, payload: bytes, seq: int) -> None:
         self.write(build_packet(payload, seq & 0xFF))
@@ -153,11 +131,6 @@ class MySQLFrontend(asyncio.Protocol):
 
     def send_err_packet(self, code: int, sqlstate: str, message: str, seq: int) -> None:
         self.send_payload(ErrPacket(code, sqlstate, message).encode(), seq)
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-        self.closed = True
 
     def pause_reading_client(self) -> None:
         if not self._reading_paused and self.transport is not None and not self.transport.is_closing():
@@ -211,25 +184,6 @@ class MySQLFrontend(asyncio.Protocol):
             elif isinstance(outcome, Authenticated):
                 self._on_authenticated(outcome)
                 return
-
-    def _decrypt(self, data: bytes) -> bytes:
-        tls = self.tls
-        assert tls is not None
-        try:
-            plain = tls.receive(data)
-        except ssl.SSLError as exc:
-            log.info("TLS failure with %s: %s", self.peer_host, exc)
-            out = tls.pending()
-            if out and self.transport is not None:
-                self.transport.write(out)
-            self.close()
-            return b""
-        out = tls.pending()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-        if tls.closed:
-            self.close()
-        return plain
 
     def _on_authenticated(self, outcome: Authenticated) -> None:
         rt = self.runtime

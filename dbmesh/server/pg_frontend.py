@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from typing import TYPE_CHECKING
 
 from dbmesh import errors
@@ -20,6 +19,7 @@ from dbmesh.protocol.postgresql.server_startup import (
     ServerStartup,
     StartTls,
 )
+from dbmesh.server.client_connection import ClientConnection
 from dbmesh.server.tls import TlsStream
 from dbmesh.session.pg_session import PgSession
 
@@ -31,27 +31,22 @@ log = logging.getLogger("dbmesh.postgresql")
 PG_METHODS = ("scram-sha-256", "md5", "password")
 
 
-class PgFrontend(asyncio.Protocol):
+class PgFrontend(ClientConnection):
     """One PostgreSQL client connection."""
 
     def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
         self.runtime = runtime
-        self.transport: asyncio.Transport | None = None
         self.reader = MessageReader(runtime.config.server.limits.max_packet_size)
         self.startup: ServerStartup | None = None
         self.session: PgSession | None = None
-        self.peer_host = ""
-        self.closed = False
-        self.tls: TlsStream | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self._starting = False  # authenticated; the session is leasing its first connection
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio.Transport subclasses
-        peer = transport.get_extra_info("peername")
-        self.peer_host = peer[0] if isinstance(peer, tuple) else "localhost"
+        self._attach_transport(transport)
         rt = self.runtime
         rt.metrics.client_connected("postgresql")
         if not rt.admit(self):
@@ -111,35 +106,13 @@ class PgFrontend(asyncio.Protocol):
         self.runtime.release(self)
         self.runtime.metrics.client_disconnected("postgresql")
 
-    def pause_writing(self) -> None:
-        if self.session is not None:
-            self.session.on_client_paused(True)
-
-    def resume_writing(self) -> None:
-        if self.session is not None:
-            self.session.on_client_paused(False)
-
     # -- output --------------------------------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        t = self.transport
-        if t is not None and not t.is_closing():
-            if self.tls is not None:
-                if not self.tls.handshake_done:
-                    return
-                data = self.tls.encrypt(data)
-            t.write(data)
 
     def send_fatal(self, exc: errors.DbMeshError, startup: bool = False) -> None:
         """A FATAL ErrorResponse, then close (the one way dbmesh ends a PostgreSQL connection on an error)."""
         if not startup or self.tls is None or self.tls.handshake_done:
             self.write(build_message(ord("E"), render_error(exc, "FATAL")))
         self.close()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
 
     # -- startup -------------------------------------------------------------------------------------------------
 
@@ -250,23 +223,4 @@ class PgFrontend(asyncio.Protocol):
                 return
             if batch:
                 session.on_messages(batch)
-
-    def _decrypt(self, data: bytes) -> bytes:
-        tls = self.tls
-        assert tls is not None
-        try:
-            plain = tls.receive(data)
-        except ssl.SSLError as exc:
-            log.info("TLS failure with %s: %s", self.peer_host, exc)
-            out = tls.pending()
-            if out and self.transport is not None:
-                self.transport.write(out)
-            self.close()
-            return b""
-        out = tls.pending()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-        if tls.closed:
-            self.close()
-        return plain
 
