@@ -141,6 +141,7 @@ class PgSession:
         slow = runtime.slow_log
         self._slow_s = slow.threshold_ms / 1000.0 if slow is not None else float("inf")
         # Our own BackendKeyData for cancel requests (the backend's changes with the connection that serves us).
+        self.forward = frontend.write  # type: ignore[method-assign]
         self.pid = runtime.next_pg_pid()
         self.secret = secrets.token_bytes(4)
 
@@ -174,11 +175,18 @@ class PgSession:
     def on_query_frame(self, frame: bytes) -> None:
         """Hot path: one whole Query message arrived alone, framed as the client sent it."""
         sql = frame[5:-1].decode("utf-8", "replace")
-        info = classify_cached(sql)
+        info = quick_classify(sql)
+        if info is None:
+            self.on_messages([(_Q, frame[5:])])
+            return
         conn = self.conn
-        if info.deallocate is None and not info.discard_all and conn is not None and not conn.broken \
-                and not self._attaching and not self._replay_due and not self._client_paused:
-            self._begin_request(sql, info)
+        if conn is not None and not conn.broken and not self._attaching and not self._replay_due \
+                and not self._client_paused and not self._start:
+            # Plain DML: no session state to track, so no bookkeeping beyond timing.
+            self._start = perf_counter()
+            self._sql = sql
+            self._type = info.type
+            self._errors_at_start = conn.scanner.errors
             self.open_batch = False
             self.reclaimable = False
             self.awaiting += 1
@@ -492,6 +500,7 @@ class PgSession:
     # -- backend side (PgSink) ------------------------------------------------------------------------------------
 
     def forward(self, data: bytes) -> None:
+        # Replaced per instance by the frontend's write (one call less per chunk); kept for the sink protocol.
         self.frontend.write(data)
 
     def on_ready(self, conn: PgBackendConnection) -> None:
