@@ -53,8 +53,6 @@ log = logging.getLogger("dbmesh.session")
 _CLASSIFY_CACHE: dict[str, StatementInfo] = {}
 _CLASSIFY_CACHE_MAX = 8192
 
-# Commands whose reply is a single OK/ERR from the data source.
-_SIMPLE_FORWARD = {Command.STMT_RESET: RESPONSE_SIMPLE}
 _NO_REPLY = {Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA}
 
 

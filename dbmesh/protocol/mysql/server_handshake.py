@@ -149,7 +149,7 @@ class ServerHandshake:
             if self.state is _State.AWAIT_RESPONSE:
                 return self._on_response(payload, seq)
             if self.state is _State.AWAIT_SWITCH_RESPONSE:
-                return self._check(payload, seq, self._p.plugin, after_switch=True)
+                return self._check(payload, seq, self._p.plugin)
             if self.state is _State.AWAIT_FULL_AUTH:
                 return self._on_full_auth(payload, seq)
             if self.state is _State.AWAIT_RSA_PASSWORD:
@@ -214,9 +214,9 @@ class ServerHandshake:
             self.expected_seq = seq + 2
             return [Reply(AuthSwitchRequest(cred.plugin, self.scramble + b"\x00").encode(), seq + 1)]
         p.plugin = client_plugin
-        return self._check(resp.auth_response, seq, client_plugin, after_switch=False)
+        return self._check(resp.auth_response, seq, client_plugin)
 
-    def _check(self, response: bytes, seq: int, plugin: str, *, after_switch: bool) -> list[Outcome]:
+    def _check(self, response: bytes, seq: int, plugin: str) -> list[Outcome]:
         cred = self._p.credential
         assert cred is not None
         if plugin == NATIVE_PASSWORD:
