@@ -272,6 +272,21 @@ class PgBackendConnection(asyncio.Protocol):
             self.params[name] = value
         return raw
 
+    async def unprepare(self, names: set[bytes]) -> None:
+        """Close dbmesh-named statements (the connection's cache of other sessions' statements) in one round trip."""
+        assert self._sink is None, "unprepare() needs an unattached connection"
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        collector = _Collector(future)
+        self.attach(collector)
+        try:
+            closes = b"".join(build_message(ord("C"), b"S" + name + b"\x00") for name in names)
+            self.send(closes + build_message(ord("S"), b""), 1)
+            await future
+        finally:
+            if self._sink is collector:
+                self.detach()
+        self.prepared.difference_update(names)
+
     async def prepare(self, statements: dict[bytes, bytes]) -> None:
         """Prepare dbmesh-named statements (name -> Parse body after the name) in one round trip."""
         assert self._sink is None, "prepare() needs an unattached connection"

@@ -50,6 +50,9 @@ _FORWARDED = frozenset({_P, _B, _D, _E, _C, _H, _COPY_DATA, _COPY_DONE, _COPY_FA
 _NOT_SETTINGS = frozenset({"user", "database", "replication", "options"})
 # A statement name no session uses: Close of it is answered CloseComplete without effect (PostgreSQL allows it).
 _NEVER_A_STATEMENT = b"dbmesh_no_such_statement"
+# Statements a backend connection keeps for the sessions it served; above this, a session taking the connection
+# closes the ones it does not use.
+MAX_CACHED_STATEMENTS = 256
 # Pseudo message types for Queries that _render rewrites against the connection's prepared statements.
 _Q_DEALLOCATE = -1  # payload: the backend name to deallocate
 _Q_FORGET_ALL = -2  # DEALLOCATE ALL / DISCARD ALL: the connection holds no prepared statements afterwards
@@ -464,7 +467,8 @@ class PgSession:
                     self.vars[name] = literal
                     conn.vars.pop(name, None)
                     conn.vars[name] = literal
-        if conn.vars == self.vars and not conn.prepared_uncertain and not self._refresh and all(
+        if conn.vars == self.vars and not conn.prepared_uncertain and not self._refresh \
+                and len(conn.prepared) <= MAX_CACHED_STATEMENTS and all(
                 server in conn.prepared for server, _b, _t in self.statements.values()):
             return
         if conn.holder is self:
@@ -493,6 +497,11 @@ class PgSession:
                 if entry is not None and entry[0] == server and server not in conn.prepared:
                     del self.statements[client_name]
             self._suspects.clear()
+        ours = {server for server, _b, _t in self.statements.values()}
+        if len(conn.prepared) > MAX_CACHED_STATEMENTS:
+            # The connection still holds statements earlier sessions prepared; drop those we do not use, so a
+            # pooled connection's cache stays bounded.
+            await conn.unprepare(conn.prepared - ours)
         missing = {server: body for server, body, _t in self.statements.values() if server not in conn.prepared}
         if missing:
             await conn.prepare(missing)

@@ -183,3 +183,17 @@ def test_killed_backend_gives_a_clear_error_and_the_proxy_recovers(start_pg_dbme
                 raise
             time.sleep(0.3)
     assert_clean_log(proc)
+
+
+def test_a_pooled_connection_does_not_keep_earlier_sessions_statements_forever(start_pg_dbmesh: Any,
+                                                                               postgres: Any) -> None:
+    proc = start_pg_dbmesh(**small_pool(postgres, size=1))
+    with psycopg.connect(dsn(proc), autocommit=True) as a:
+        for i in range(300):
+            assert a.execute(f"SELECT %s::int + {i}", (1,), prepare=True).fetchone() == (1 + i,)
+        assert a.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] >= 300
+    # The next session gets the same (only) connection; the 300 cached statements are closed for it.
+    with psycopg.connect(dsn(proc), autocommit=True) as b:
+        assert b.execute("SELECT %s::int", (5,), prepare=True).fetchone() == (5,)
+        assert b.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] <= 2
+    assert_clean_log(proc)
