@@ -1,0 +1,1 @@
+"""The sharding kernel: parse (with a statement-shape cache), route, rewrite, execute and merge."""
