@@ -564,7 +564,10 @@ class _Evaluator:
         return [make(v) for v in range(lo, stop, step)]
 
     def _method(self, node: MethodCall) -> GValue:
-        target = self._scalar(self.eval(node.target), f"{node.name}()")
+        value = self.eval(node.target)
+        if node.name == "toString" and isinstance(value, list) and not node.args:
+            return self._string(jv.java_str(value))
+        target = self._scalar(value, f"{node.name}()")
         args = [self.eval(a) for a in node.args]
         name = node.name
         arity = {"padLeft": (1, 2), "padRight": (1, 2), "intdiv": (1, 1)}.get(name, (0, 0))
