@@ -89,15 +89,23 @@ class ModShardingAlgorithm(AutoTableShardingAlgorithm):
             return list(available_targets)
         reject_null(self.TYPE, lower)
         reject_null(self.TYPE, upper)
-        lo, hi = self._number(lower), self._number(upper)
+        # Bounds are compared unwrapped (ShardingSphere wraps a BigInteger bound to 64 bits first, so [0, 2^70]
+        # would shrink to [0, 0]); each enumerated value then maps exactly as a precise value of that size would.
+        lo, hi = self._exact(lower), self._exact(upper)
         if hi - lo >= self.sharding_count - 1:
             return list(available_targets)
         found: set[str] = set()
         for v in range(lo, hi + 1):
-            target = self.do_sharding(available_targets, jv.long(v), node_info=node_info)
+            target = self.do_sharding(available_targets, jv.integral_literal(v), node_info=node_info)
             if target is not None:
                 found.add(target)
         return [t for t in available_targets if t in found]
+
+    def _exact(self, value: object) -> int:
+        value = jv.from_python(value)
+        if isinstance(value, JNumber) and not isinstance(value.value, float):
+            return int(value.value)
+        return self._number(value)
 
     @property
     def _plain(self) -> bool:
