@@ -911,7 +911,7 @@ class AlgorithmExpression:
         self.variables = self.gstring.variables
 
     def __call__(self, variables: Mapping[str, object]) -> str:
-        bound: dict[str, GValue] = {k: (v if isinstance(v, list) else jv.from_python(v)) for k, v in variables.items()}
+        bound: dict[str, GValue] = {k: _bind(v) for k, v in variables.items()}
         evaluator = _Evaluator(self.text, bound, self.limits)
         parts: list[str] = []
         try:
@@ -927,6 +927,12 @@ class AlgorithmExpression:
 
     def __repr__(self) -> str:
         return f"AlgorithmExpression({self.text!r})"
+
+
+def _bind(v: object) -> GValue:
+    if isinstance(v, (list, tuple)):
+        return [_bind(e) for e in v]
+    return jv.from_python(v)
 
 
 def compile_algorithm_expression(expression: str, limits: InlineLimits = DEFAULT_LIMITS) -> AlgorithmExpression:

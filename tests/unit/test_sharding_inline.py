@@ -260,3 +260,7 @@ def test_module_doctests() -> None:
     for name in ("values", "inline", "datetime_pattern"):
         result = doctest.testmod(importlib.import_module(f"dbmesh.sharding.{name}"))
         assert result.attempted > 0 and result.failed == 0, name
+
+
+def test_list_variables_are_typed_element_by_element() -> None:
+    assert compile_algorithm_expression("t_${v}")({"v": [1, "a", None]}) == "t_[1, a, null]"
