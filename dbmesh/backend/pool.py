@@ -37,6 +37,8 @@ class PooledConnection(Protocol):
 
     async def ping(self) -> None: ...
 
+    async def reset(self) -> None: ...
+
     def quit(self) -> None: ...
 
     def close(self) -> None: ...
@@ -245,6 +247,15 @@ class Pool(Generic[C]):
             conn.quit()
         self._total -= 1
         self._wake_for_capacity()
+
+    async def reset_and_release(self, conn: C) -> None:
+        """Return a connection that held a session's state: reset it first; one that cannot be reset is closed."""
+        try:
+            await conn.reset()
+        except Exception:  # any failure (an error answer, a lost connection): it must not serve anyone again
+            self.discard(conn)
+            return
+        self.release(conn)
 
     def discard(self, conn: C) -> None:
         """A leased connection that must not be reused (broken mid-statement, or state we cannot undo)."""

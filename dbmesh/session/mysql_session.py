@@ -210,17 +210,9 @@ class MySQLSession:
             # Mid-statement: the response has nowhere to go; the connection cannot be trusted again.
             pool.discard(conn)
         elif self.pinned or conn.dirty or self.status & Status.IN_TRANS:
-            self.runtime.spawn(self._reset_and_release(pool, conn))
+            self.runtime.spawn(pool.reset_and_release(conn))
         else:
             pool.release(conn)
-
-    async def _reset_and_release(self, pool: MySQLPool, conn: MySQLBackendConnection) -> None:
-        try:
-            await conn.reset()
-        except (errors.DbMeshError, BackendQueryError, OSError):
-            pool.discard(conn)
-            return
-        pool.release(conn)
 
     # -- dispatch ------------------------------------------------------------------------------------------------
 

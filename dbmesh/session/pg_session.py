@@ -689,17 +689,9 @@ class PgSession:
         if conn.broken or self.awaiting or self.open_batch or conn.busy:
             pool.discard(conn)  # mid-request: what the server still sends has nowhere to go
         elif self.pinned or self.tx_status != _I or conn.dirty:
-            self.runtime.spawn(self._reset_and_release(pool, conn))
+            self.runtime.spawn(pool.reset_and_release(conn))
         else:
             pool.release(conn)
-
-    async def _reset_and_release(self, pool: PgPool, conn: PgBackendConnection) -> None:
-        try:
-            await conn.reset()
-        except (errors.DbMeshError, PgQueryError, OSError):
-            pool.discard(conn)
-            return
-        pool.release(conn)
 
     def backend_key_data(self) -> bytes:
         return struct.pack("!I", self.pid) + self.secret
