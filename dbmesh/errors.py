@@ -102,6 +102,35 @@ UNKNOWN_THREAD = _entry(
 STATEMENT_UNSUPPORTED = _entry(
     "DBM-1304", "{construct} is not supported: {detail}", 1235, "42000", "0A000",
     "A statement uses a construct dbmesh refuses rather than answer wrongly.")
+SQL_SYNTAX = _entry(
+    "DBM-1306", "You have an error in your SQL syntax: {detail}", 1064, "42000", "42601",
+    "dbmesh could not parse a statement it must route (sharded logical databases parse every statement).")
+# Sharding: routing, rewriting and merging across data sources.
+SHARDING_NULL_VALUE = _entry(
+    "DBM-1501", "sharding value of {table}.{column} cannot be NULL", 1048, "23000", "23502",
+    "A statement gives a sharding column NULL (an INSERT without it, IS NULL, = NULL): no data node holds it.")
+SHARDING_ALGORITHM_FAILED = _entry(
+    "DBM-1502", "sharding algorithm {algorithm} failed for {table}: {detail}", 1105, "HY000", "22023",
+    "A sharding algorithm could not map a value (wrong type, expression error, a value outside every range).")
+SHARDING_RANGE_REFUSED = _entry(
+    "DBM-1503", "range condition on {table}.{column} cannot be routed by {algorithm}: {detail}", 1235, "42000",
+    "0A000", "An INLINE algorithm got a range condition without allow-range-query-with-inline-sharding.")
+SHARDING_NO_ROUTE = _entry(
+    "DBM-1504", "no data node of {table} matches the sharding value {value}", 1105, "HY000", "22023",
+    "The sharding value maps to a table or data source that is not among the table's data nodes.")
+SHARDING_COLUMN_UPDATE = _entry(
+    "DBM-1505", "cannot update sharding column {table}.{column}: {detail}", 1235, "42000", "0A000",
+    "An UPDATE sets a sharding column to a value that would move the row to another data node.")
+SHARDING_UNSUPPORTED = _entry(
+    "DBM-1506", "{construct} across shards is not supported (tables: {tables}): {detail}", 1235, "42000", "0A000",
+    "dbmesh refuses a statement it cannot answer exactly across shards rather than return a wrong answer.")
+MERGE_LIMIT_EXCEEDED = _entry(
+    "DBM-1507", "merging the shard results needs more than {limit} rows in memory ({construct}); raise "
+    "props.merge-max-rows-in-memory or add a sharding condition", 1105, "HY000", "54000",
+    "A merge that must hold rows (hash GROUP BY, DISTINCT) exceeded its configured cap.")
+KEY_GENERATE_FAILED = _entry(
+    "DBM-1508", "key generator {generator} failed: {detail}", 1105, "HY000", "XX000",
+    "A key generator could not produce a key (the clock moved backwards beyond the tolerated offset).")
 # Configuration.
 CONFIG_INVALID = _entry(
     "DBM-1401", "{file}: {key}: {detail}", 1105, "HY000", "F0000",
