@@ -280,6 +280,16 @@ class ColumnDefinition41:
             b"\x0c", struct.pack("<HIBHB", self.charset, self.length, self.type, self.flags, self.decimals), b"\x00\x00",
         ))
 
+    @classmethod
+    def decode(cls, payload: bytes) -> ColumnDefinition41:
+        """Parse a Protocol::ColumnDefinition41 payload (the catalog is always "def" and is not kept)."""
+        r = PayloadReader(payload)
+        r.lenenc_bytes()  # catalog
+        schema, table, org_table, name, org_name = (r.lenenc_bytes().decode("utf-8", "replace") for _ in range(5))
+        r.lenenc()  # length of the fixed fields (0x0c)
+        charset, length, type_, flags, decimals = struct.unpack_from("<HIBHB", payload, r.pos)
+        return cls(name, type_, charset, length, flags, decimals, schema, table, org_table, org_name)
+
 
 def text_row(values: Sequence[str | bytes | None]) -> bytes:
     out = []
