@@ -11,12 +11,13 @@ import secrets
 import signal
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbmesh import errors
 from dbmesh.backend.mysql_connection import MySQLBackendConnection, MySQLPool
 from dbmesh.backend.pg_connection import PgBackendConnection, PgPool
 from dbmesh.config import Config, Database, DataSource
+from dbmesh.kernel.parse import ParseCache
 from dbmesh.observe.admin_http import start_admin_http
 from dbmesh.observe.metrics import Metrics
 from dbmesh.observe.slowlog import SlowQueryLog
@@ -26,6 +27,9 @@ from dbmesh.server.mysql_frontend import MySQLFrontend
 from dbmesh.server.pg_frontend import PgFrontend
 from dbmesh.server.tls import server_context
 from dbmesh.session.pg_session import PgSession
+
+if TYPE_CHECKING:
+    from dbmesh.sharding.rule import ShardingRule
 
 log = logging.getLogger("dbmesh.server")
 
@@ -60,6 +64,22 @@ class Runtime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._servers: list[asyncio.Server] = []
         self.started_at = time.time()
+        self._parse_caches: dict[str, ParseCache] = {}
+
+    def parse_cache(self, dialect: str) -> ParseCache:
+        """The process-wide statement-shape cache of one SQL dialect (shared by every sharded session)."""
+        cache = self._parse_caches.get(dialect)
+        if cache is None:
+            cache = self._parse_caches[dialect] = ParseCache()
+        return cache
+
+    def sharding_rule(self, database: Database) -> ShardingRule | None:
+        """The compiled sharding rule of a logical database in the current snapshot, None when it has none."""
+        if not database.rules:
+            return None
+        from dbmesh.sharding.rule import sharding_rule_for
+
+        return sharding_rule_for(self.config, database)
 
     # -- used by sessions ----------------------------------------------------------------------------------------
 

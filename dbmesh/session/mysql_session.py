@@ -39,6 +39,7 @@ from dbmesh.protocol.mysql.constants import (
 )
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
 from dbmesh.session.classify import StatementInfo, classify, quick_classify
+from dbmesh.session.mysql_sharded import ShardedMySQL
 
 IN_TRANS = int(Status.IN_TRANS)
 AUTOCOMMIT = int(Status.AUTOCOMMIT)
@@ -54,6 +55,8 @@ _CLASSIFY_CACHE: dict[str, StatementInfo] = {}
 _CLASSIFY_CACHE_MAX = 8192
 
 _NO_REPLY = {Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA}
+_SHARDED_REFUSED = {Command.STMT_PREPARE, Command.STMT_EXECUTE, Command.STMT_RESET, Command.STMT_FETCH,
+                    Command.FIELD_LIST, Command.SET_OPTION}
 
 
 # SQL bytes -> (text, info) for statements the hot path may forward without looking further.
@@ -140,6 +143,13 @@ class MySQLSession:
         self._want_schema = self._ds.database if (database is not None and self._ds is not None) else None
         self._db_label = database.name if database is not None else ""
         self._stat_rows: dict[str, list[float]] = {}  # statement type -> metrics row for (database, data source)
+        old = getattr(self, "sharded", None)
+        if old is not None and old.database is not database:
+            old.close()
+            old = None
+        rule = self.runtime.sharding_rule(database) if database is not None else None
+        self.sharded: ShardedMySQL | None = old if old is not None else (
+            ShardedMySQL(self, database, rule) if rule is not None and database is not None else None)
 
     @property
     def running(self) -> bool:
@@ -160,6 +170,9 @@ class MySQLSession:
         """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle."""
         cmd = frame[4]
         stmt = None
+        if self.sharded is not None:
+            self._dispatch(frame[4:], 0)
+            return
         if cmd == _COM_STMT_EXECUTE:
             stmt_type = self.prepared.get(frame[5:9])
             if stmt_type is not None:
@@ -186,6 +199,8 @@ class MySQLSession:
     def on_client_paused(self, paused: bool) -> None:
         """Client socket buffer above/below its high-water mark: stop/start reading the data source."""
         self._client_paused = paused
+        if self.sharded is not None:
+            self.sharded.client_paused(paused)
         conn = self.conn
         if conn is not None and conn.transport is not None and conn.busy:
             if paused:
@@ -199,6 +214,8 @@ class MySQLSession:
             return
         self.closed = True
         self.queue.clear()
+        if self.sharded is not None:
+            self.sharded.close()
         conn, self.conn = self.conn, None
         self.reclaimable = False
         if self.pool is not None:
@@ -233,6 +250,9 @@ class MySQLSession:
             if info.local is not None:
                 self._kill(info)
                 return
+            if self.sharded is not None:
+                self._run_sharded(_Statement(cmd, sql, info.type, info))
+                return
             if info.history and (self.conn is None or self.conn is not self.history_conn or self.conn.broken):
                 self._error(errors.SessionError(errors.SESSION_HISTORY_LOST, construct=info.history))
                 return
@@ -246,6 +266,11 @@ class MySQLSession:
                                                  command="mysqld_stmt_execute"))
                 return
             self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
+            return
+        if self.sharded is not None and cmd in _SHARDED_REFUSED:
+            self._error(errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=f"COM_{Command(cmd).name}",
+                                            detail="server-side prepared statements on a sharded logical database "
+                                                   "are not supported yet; use client-side parameter binding"))
             return
         if cmd == Command.STMT_PREPARE:
             sql = payload[1:].decode("utf-8", "replace")
@@ -270,6 +295,10 @@ class MySQLSession:
                                                  command=Command(cmd).name.lower()))
                 return
             self._forward(payload, cmd, kind, _Statement(cmd, "", "execute", None))
+            return
+        if cmd == Command.PING and self.sharded is not None:
+            self.sharded._send_ok(0, 0, b"")
+            self._next()
             return
         if cmd == Command.PING:
             conn = self.conn
@@ -317,6 +346,27 @@ class MySQLSession:
             if len(self.queue) < 16:
                 self.frontend.resume_reading_client()
             self._dispatch(payload, seq)
+
+    # -- sharded logical databases --------------------------------------------------------------------------------
+
+    def _run_sharded(self, stmt: _Statement) -> None:
+        self.current = stmt
+        self.runtime.spawn(self._sharded_statement(stmt))
+
+    async def _sharded_statement(self, stmt: _Statement) -> None:
+        sharded = self.sharded
+        assert sharded is not None and stmt.info is not None
+        error = True
+        try:
+            await sharded.query(stmt.sql, stmt.info)
+            error = False
+        finally:
+            self.current = None
+            self.status = sharded.status
+            self._account(stmt, 0, error)
+            if not self.closed:
+                sharded.idle()
+                self._next()
 
     # -- forwarding ----------------------------------------------------------------------------------------------
 
@@ -628,6 +678,8 @@ class MySQLSession:
             self._ok()
 
     async def reset_state(self) -> None:
+        if self.sharded is not None:
+            await self.sharded.reset()
         conn = self.conn
         if conn is not None and (self.pinned or self.status & Status.IN_TRANS or conn.vars or conn.dirty):
             try:

@@ -34,6 +34,7 @@ from dbmesh.config import Database
 from dbmesh.observe.metrics import observe_row
 from dbmesh.protocol.postgresql.messages import render_error
 from dbmesh.session.pg_classify import PgStatementInfo, classify, quick_classify
+from dbmesh.session.pg_sharded import ShardedPg
 
 if TYPE_CHECKING:
     from dbmesh.backend.pg_connection import PgPool
@@ -145,13 +146,16 @@ class PgSession:
         self._slow_s = slow.threshold_ms / 1000.0 if slow is not None else float("inf")
         # Our own BackendKeyData for cancel requests (the backend's changes with the connection that serves us).
         self.forward = frontend.write  # type: ignore[method-assign]
+        rule = runtime.sharding_rule(database)
+        self.sharded: ShardedPg | None = ShardedPg(self, database, rule) if rule is not None else None
         self.pid = runtime.next_pg_pid()
         self.secret = secrets.token_bytes(4)
 
     @property
     def running(self) -> bool:
         """Requests are in flight (shutdown waits for them)."""
-        return bool(self.awaiting or self.open_batch or self._attaching)
+        return bool(self.awaiting or self.open_batch or self._attaching or (
+            self.sharded is not None and self.sharded.busy))
 
     # -- login ---------------------------------------------------------------------------------------------------
 
@@ -159,6 +163,14 @@ class PgSession:
         """Lease a connection and apply the startup parameters; returns the ParameterStatus values to report."""
         conn = await self._attach()
         params = dict(conn.params)
+        if self.sharded is not None:
+            # The sharded path leases its own connections per data source; this one only gave the parameters.
+            conn.detach()
+            self.conn = None
+            if self.pool is not None:
+                self.pool.unhold(self)
+                self.pool.release(conn)
+            return params
         self._offer()
         return params
 
@@ -177,6 +189,9 @@ class PgSession:
 
     def on_query_frame(self, frame: bytes) -> None:
         """Hot path: one whole Query message arrived alone, framed as the client sent it."""
+        if self.sharded is not None:
+            self.sharded.on_messages([(_Q, frame[5:])])
+            return
         sql = frame[5:-1].decode("utf-8", "replace")
         info = quick_classify(sql)
         if info is None:
@@ -199,6 +214,9 @@ class PgSession:
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Forward a batch of client messages (all that one read delivered), in order."""
+        if self.sharded is not None:
+            self.sharded.on_messages(messages)
+            return
         if len(messages) >= 3 and messages[0][0] == _B and messages[-1][0] == _S and self._execute_fast(messages):
             return
         items: list[tuple[int, bytes]] = []
@@ -660,6 +678,8 @@ class PgSession:
 
     def on_client_paused(self, paused: bool) -> None:
         self._client_paused = paused
+        if self.sharded is not None:
+            self.sharded.client_paused(paused)
         conn = self.conn
         if conn is not None and conn.transport is not None:
             if paused:
@@ -669,6 +689,9 @@ class PgSession:
 
     def cancel(self) -> None:
         """CancelRequest from the client: cancel what our backend connection runs, if anything."""
+        if self.sharded is not None:
+            self.sharded.cancel()
+            return
         conn = self.conn
         if conn is not None and (self.awaiting or self.open_batch):
             self.runtime.spawn(conn.cancel())
@@ -677,6 +700,8 @@ class PgSession:
         if self.closed:
             return
         self.closed = True
+        if self.sharded is not None:
+            self.sharded.close()
         conn, self.conn = self.conn, None
         self.reclaimable = False
         if self.pool is None:

@@ -1,0 +1,715 @@
+"""Statements of a MySQL session on a sharded logical database: plan, run on each data source, merge, answer.
+
+Guarantees:
+- The session keeps at most one connection per data source between statements ("sticky", reclaimable by the
+  pool while no transaction or state ties it); a transaction joins each data source on first use (the
+  client's own BEGIN text is replayed there) and COMMIT/ROLLBACK go to every data source it joined.
+- A statement that writes on several data sources outside a transaction runs in an implicit one, so it applies
+  everywhere or nowhere (as on one server), up to the commit itself.
+- A single-unit plan's response is forwarded as the data source sent it; several units are merged.
+- Replayable session variables (SET) apply on every connection the session uses; state that cannot be replayed
+  across data sources is refused rather than half applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from dbmesh import errors
+from dbmesh._wire.mysql_framing import RESPONSE_RESULT, PacketReader, build_packet, lenenc_int
+from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
+from dbmesh.config import Database, DataSource
+from dbmesh.kernel.execute import Lanes
+from dbmesh.kernel.plan import Plan, RouteUnit
+from dbmesh.protocol.mysql.constants import ColumnType, Status
+from dbmesh.protocol.mysql.packets import (
+    ColumnDefinition41,
+    ErrPacket,
+    OkPacket,
+    eof_packet,
+    lenenc_bytes,
+    result_terminator,
+    text_result_set,
+)
+from dbmesh.session.classify import StatementInfo
+from dbmesh.sharding.conditions import Hint
+
+if TYPE_CHECKING:
+    from dbmesh.backend.mysql_connection import MySQLPool
+    from dbmesh.session.mysql_session import MySQLSession
+    from dbmesh.sharding.rule import ShardingRule
+
+log = logging.getLogger("dbmesh.session")
+
+IN_TRANS = int(Status.IN_TRANS)
+AUTOCOMMIT = int(Status.AUTOCOMMIT)
+_MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)
+
+_TXN = re.compile(
+    r"^\s*(?:(?P<begin>BEGIN(?:\s+WORK)?|START\s+TRANSACTION\b[^;]*)"
+    r"|(?P<commit>COMMIT(?:\s+WORK)?)|(?P<rollback>ROLLBACK(?:\s+WORK)?)"
+    r"|SET\s+(?:@@(?:SESSION\.)?|SESSION\s+|LOCAL\s+)?autocommit\s*=\s*(?P<autocommit>\S+?))\s*;?\s*$",
+    re.I)
+_SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO\b)", re.I)
+_INFO_NUMBERS = re.compile(rb"(\w+): (\d+)")
+_ROWS_BUFFERED = 256  # rows a cursor holds before it pauses its data source (when it may)
+_FLUSH_BYTES = 1 << 16
+
+
+class _Lease:
+    """The session's connection to one data source, kept between statements; the pool may reclaim it while
+    `reclaimable` (no transaction, no statement running)."""
+
+    __slots__ = ("conn", "ds", "pool", "reclaimable")
+
+    def __init__(self, ds: DataSource, pool: MySQLPool) -> None:
+        self.ds = ds
+        self.pool = pool
+        self.conn: MySQLBackendConnection | None = None
+        self.reclaimable = False
+
+    def surrender(self) -> MySQLBackendConnection | None:
+        conn = self.conn
+        if conn is None or not self.reclaimable or conn.busy:
+            return None
+        self.conn = None
+        self.reclaimable = False
+        return conn
+
+
+class MySQLShardCursor:
+    """Sink for one unit's response: splits it into packets, keeps the header and buffers rows for the merger."""
+
+    def __init__(self, conn: MySQLBackendConnection, index: int) -> None:
+        self.conn = conn
+        self.index = index
+        self.reader = PacketReader(max_payload=1 << 30)
+        self.ncols = -1
+        self.columns: list[bytes] = []
+        self.rows: list[bytes] = []
+        self.ok: OkPacket | None = None  # the OK of a statement without a result set
+        self.terminator: bytes = b""  # the EOF/OK ending a result set
+        self.error: ErrPacket | None = None
+        self.lost: str | None = None
+        self.done = False
+        self.exclusive = False
+        self.abandoned = False
+        self.paused = False
+        self._eof_seen = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._header: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ResponseSink
+    def forward(self, data: bytes) -> None:
+        self.reader.feed(data)
+        deprecate_eof = self.conn.deprecate_eof
+        while (p := self.reader.read()) is not None:
+            if self.ncols < 0:
+                first = p[0]
+                if first == 0x00:
+                    self.ok = OkPacket.decode(p)
+                    self._ready()
+                elif first == 0xFF:
+                    self.error = ErrPacket.decode(p)
+                    self._ready()
+                elif first == 0xFB:
+                    self.error = ErrPacket(1235, "42000", "LOAD DATA LOCAL INFILE is not supported here")
+                    self._ready()
+                else:
+                    self.ncols = _lenenc_value(p)
+            elif len(self.columns) < self.ncols:
+                self.columns.append(p)
+                if len(self.columns) == self.ncols and deprecate_eof:
+                    self._ready()
+            elif not deprecate_eof and not self._eof_seen:
+                self._eof_seen = True
+                self._ready()
+            elif p[0] == 0xFE and len(p) < 0xFFFFFF:
+                self.terminator = p
+            elif p[0] == 0xFF:
+                self.error = ErrPacket.decode(p)
+            elif not self.abandoned:
+                self.rows.append(p)
+        if len(self.rows) >= _ROWS_BUFFERED and self.exclusive and not self.paused and not self.done:
+            transport = self.conn.transport
+            if transport is not None:
+                self.paused = True
+                transport.pause_reading()
+        self._wake()
+
+    def response_done(self, conn: MySQLBackendConnection) -> None:
+        self.done = True
+        self._ready()
+        self._wake()
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
+        self.lost = detail
+        self.response_done(conn)
+
+    def _ready(self) -> None:
+        if not self._header.done():
+            self._header.set_result(None)
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # Lanes' UnitCursor
+    async def wait_done(self) -> None:
+        await self._finished
+
+    def set_exclusive(self, exclusive: bool) -> None:
+        self.exclusive = exclusive
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.rows.clear()
+        self._resume()
+
+    def _resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            transport = self.conn.transport
+            if transport is not None:
+                transport.resume_reading()
+
+    # merge's ShardResult
+    async def header(self) -> None:
+        await self._header
+
+    async def fetch(self) -> list[bytes] | None:
+        while not self.rows:
+            if self.done:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            self._resume()
+            await self._waiter
+            self._waiter = None
+        rows, self.rows = self.rows, []
+        self._resume()
+        return rows
+
+
+def _lenenc_value(p: bytes) -> int:
+    first = p[0]
+    if first < 0xFB:
+        return first
+    if first == 0xFC:
+        return int(struct.unpack_from("<H", p, 1)[0])
+    if first == 0xFD:
+        return int.from_bytes(p[1:4], "little")
+    return int(struct.unpack_from("<Q", p, 1)[0])
+
+
+class ShardedMySQL:
+    """The sharding side of one MySQL session (one per logical database the session uses)."""
+
+    def __init__(self, session: MySQLSession, database: Database, rule: ShardingRule) -> None:
+        from dbmesh.kernel.planner import Planner
+
+        self.session = session
+        self.runtime = session.runtime
+        self.database = database
+        self.rule = rule
+        self.planner = Planner(rule, "mysql", self.runtime.parse_cache("mysql"))
+        self.leases: dict[str, _Lease] = {}
+        self.txn_open = False  # the client is inside a transaction (BEGIN, or autocommit=0 and a statement ran)
+        self.autocommit = True
+        self.begin_sql = "BEGIN"
+        self.joined: list[str] = []  # data sources the open transaction has begun on, in join order
+        self.hint: Hint | None = None
+        self._writable: asyncio.Event | None = None
+
+    # -- status ------------------------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> int:
+        return (AUTOCOMMIT if self.autocommit else 0) | (IN_TRANS if self.txn_open else 0)
+
+    def client_paused(self, paused: bool) -> None:
+        if self._writable is None:
+            self._writable = asyncio.Event()
+            self._writable.set()
+        if paused:
+            self._writable.clear()
+        else:
+            self._writable.set()
+
+    # -- connections -------------------------------------------------------------------------------------------
+
+    def _lease_of(self, ds_name: str) -> _Lease:
+        lease = self.leases.get(ds_name)
+        if lease is None:
+            ds = self.database.data_sources.get(ds_name)
+            if ds is None:
+                raise errors.InternalError(f"route unit names unknown data source {ds_name!r}")
+            lease = self.leases[ds_name] = _Lease(ds, self.runtime.mysql_pool(self.database, ds))
+        return lease
+
+    async def _prepare_conn(self, conn: MySQLBackendConnection, ds: DataSource) -> None:
+        """Apply the session's variables and the data source's schema to `conn`."""
+        vars_ = self.session.vars
+        if conn.vars != vars_:
+            if any(k not in vars_ or vars_[k] != v for k, v in conn.vars.items()):
+                await conn.reset()
+            todo = [(k, v) for k, v in vars_.items() if conn.vars.get(k) != v]
+            if todo:
+                await conn.execute("SET " + ", ".join(
+                    f"NAMES {v}" if k == "NAMES" else f"SESSION {k}={v}" for k, v in todo))
+                conn.vars.update(todo)
+        if ds.database is not None and conn.schema != ds.database:
+            await conn.init_db(ds.database)
+
+    async def _sticky(self, ds_name: str) -> MySQLBackendConnection:
+        """The session's connection to `ds_name`, leased if needed, state applied, transaction joined."""
+        lease = self._lease_of(ds_name)
+        lease.reclaimable = False
+        conn = lease.conn
+        if conn is not None and conn.broken:
+            lease.conn = None
+            lease.pool.unhold(lease)
+            lease.pool.discard(conn)
+            conn = None
+            if self.txn_open and ds_name in self.joined:
+                raise errors.BackendError(errors.BACKEND_LOST, data_source=ds_name,
+                                          detail="the connection holding this session's transaction was lost")
+        if conn is None:
+            conn = await lease.pool.acquire(self.session.key, lease.ds.database)
+            if self.session.closed:
+                lease.pool.release(conn)
+                raise errors.SessionError(errors.SESSION_SHUTTING_DOWN)
+            lease.conn = conn
+            lease.pool.hold(lease)
+        try:
+            await self._prepare_conn(conn, lease.ds)
+            if self.txn_open and ds_name not in self.joined:
+                await conn.execute(self.begin_sql)
+                self.joined.append(ds_name)
+        except (BackendQueryError, errors.DbMeshError):
+            self._drop(lease)
+            raise
+        return conn
+
+    def _drop(self, lease: _Lease) -> None:
+        conn, lease.conn = lease.conn, None
+        lease.reclaimable = False
+        lease.pool.unhold(lease)
+        if conn is not None:
+            lease.pool.discard(conn)
+
+    async def _lane_conn(self, ds_name: str, lane: int) -> MySQLBackendConnection:
+        if lane == 0:
+            return await self._sticky(ds_name)
+        lease = self._lease_of(ds_name)
+        conn = await lease.pool.acquire(self.session.key, lease.ds.database)
+        try:
+            await self._prepare_conn(conn, lease.ds)
+        except (BackendQueryError, errors.DbMeshError):
+            lease.pool.discard(conn)
+            raise
+        return conn
+
+    def _lane_done(self, ds_name: str, lane: int, conn: MySQLBackendConnection) -> None:
+        lease = self._lease_of(ds_name)
+        if lane == 0:
+            if conn.broken:
+                self._drop(lease)
+            return
+        if conn.busy or conn.broken:
+            lease.pool.discard(conn)
+        else:
+            lease.pool.release(conn)
+
+    def idle(self) -> None:
+        """Between statements: connections not tied by a transaction become reclaimable."""
+        if self.txn_open:
+            return
+        for lease in self.leases.values():
+            if lease.conn is not None and not lease.conn.dirty and self.runtime.multiplexing:
+                lease.reclaimable = True
+                if lease.pool._waiters:
+                    lease.pool.reclaim_for_waiters()
+
+    def close(self) -> None:
+        for lease in self.leases.values():
+            conn, lease.conn = lease.conn, None
+            lease.pool.unhold(lease)
+            if conn is None:
+                continue
+            if conn.busy or conn.broken:
+                lease.pool.discard(conn)
+            elif self.txn_open or conn.dirty or conn.vars:
+                self.runtime.spawn(lease.pool.reset_and_release(conn))
+            else:
+                lease.pool.release(conn)
+        self.leases.clear()
+
+    async def reset(self) -> None:
+        """COM_RESET_CONNECTION / COM_CHANGE_USER: roll back and forget everything."""
+        for lease in list(self.leases.values()):
+            conn = lease.conn
+            if conn is not None and (self.txn_open or conn.vars or conn.dirty):
+                try:
+                    await conn.reset()
+                except (errors.DbMeshError, BackendQueryError, OSError):
+                    self._drop(lease)
+        self.txn_open = False
+        self.autocommit = True
+        self.joined.clear()
+        self.hint = None
+
+    # -- statements --------------------------------------------------------------------------------------------
+
+    async def query(self, sql: str, info: StatementInfo) -> None:
+        """Answer one COM_QUERY completely (the session's queue waits until this returns)."""
+        try:
+            await self._query(sql, info)
+        except errors.DbMeshError as exc:
+            self._send_error(exc)
+        except BackendQueryError as exc:
+            self.session.frontend.send_err_packet(exc.err.code, exc.err.sqlstate, exc.err.message, 1)
+        except OSError as exc:
+            self._send_error(errors.BackendError(errors.BACKEND_LOST, data_source="?", detail=str(exc)))
+
+    def _send_error(self, exc: errors.DbMeshError) -> None:
+        self.runtime.metrics.error(exc.entry.code, "mysql")
+        self.session.frontend.send_error(exc, 1)
+
+    async def _query(self, sql: str, info: StatementInfo) -> None:
+        m = _TXN.match(sql)
+        if m is not None:
+            await self._transaction_control(m)
+            return
+        if _SAVEPOINT.match(sql):
+            await self._broadcast_savepoint(sql)
+            return
+        admin = _admin_parse(sql)
+        if admin is not None:
+            await self._admin(admin)
+            return
+        if info.pin:
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=info.pin,
+                                      detail="it leaves state on one data source connection, which a sharded "
+                                             "logical database cannot keep consistent across data sources")
+        if info.set_vars:
+            # Replayable variables: applied on every connection the session uses from now on.
+            for k, v in info.set_vars:
+                self.session.vars.pop(k, None)
+                self.session.vars[k] = v
+            self._send_ok(0, 0, b"")
+            return
+        plan = self.planner.plan(sql, hint=self.hint)
+        if not self.autocommit and not self.txn_open and plan.kind != "other":
+            self._open_transaction("BEGIN")
+        await self.execute(plan)
+
+    def _open_transaction(self, begin_sql: str) -> None:
+        self.txn_open = True
+        self.begin_sql = begin_sql
+        self.joined = []
+
+    async def _end_transaction(self, verb: str) -> list[BaseException | None]:
+        joined, self.joined = self.joined, []
+        self.txn_open = False
+        results = await asyncio.gather(*(self._end_on(ds, verb) for ds in joined), return_exceptions=True)
+        return list(results)
+
+    async def _end_on(self, ds_name: str, verb: str) -> None:
+        lease = self._lease_of(ds_name)
+        conn = lease.conn
+        if conn is None or conn.broken:
+            raise errors.BackendError(errors.BACKEND_LOST, data_source=ds_name,
+                                      detail="the connection holding this session's transaction was lost")
+        await conn.execute(verb)
+
+    async def _transaction_control(self, m: re.Match[str]) -> None:
+        if m.group("begin"):
+            if self.txn_open:  # BEGIN inside a transaction commits it first, as MySQL does
+                await self._finish_transaction("COMMIT", reply=False)
+            self._open_transaction(m.group("begin"))
+            self._send_ok(0, 0, b"")
+        elif m.group("commit"):
+            await self._finish_transaction("COMMIT")
+        elif m.group("rollback"):
+            await self._finish_transaction("ROLLBACK")
+        else:
+            value = m.group("autocommit").strip("'\"").lower()
+            if value in ("0", "off", "false"):
+                self.autocommit = False
+            elif value in ("1", "on", "true"):
+                if self.txn_open:  # switching autocommit on commits the open transaction
+                    await self._finish_transaction("COMMIT", reply=False)
+                self.autocommit = True
+            else:
+                raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SET autocommit",
+                                          detail=f"value {value!r} is not 0/1/ON/OFF")
+            self._send_ok(0, 0, b"")
+
+    async def _finish_transaction(self, verb: str, reply: bool = True) -> None:
+        results = await self._end_transaction(verb)
+        failures = [r for r in results if r is not None]
+        if failures:
+            first = failures[0]
+            if verb == "COMMIT" and len(failures) < len(results):
+                log.error("session %s: COMMIT failed on some data sources after others committed: %s",
+                          self.session.frontend.conn_id, first)
+            if isinstance(first, BackendQueryError):
+                raise first
+            if isinstance(first, errors.DbMeshError):
+                raise first
+            raise errors.BackendError(errors.BACKEND_LOST, data_source="?", detail=str(first))
+        if reply:
+            self._send_ok(0, 0, b"")
+
+    async def _broadcast_savepoint(self, sql: str) -> None:
+        if not self.txn_open:
+            # Outside a transaction MySQL accepts SAVEPOINT as a no-op; ROLLBACK TO fails: let one server answer.
+            await self.execute(Plan("other", (RouteUnit(self.rule.default_data_source, sql),)))
+            return
+        raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SAVEPOINT",
+                                  detail="savepoints inside a transaction on a sharded logical database")
+
+    async def _admin(self, stmt: Any) -> None:
+        from dbmesh.admin import AdminResult, apply_hint_change, execute_admin
+
+        result = execute_admin(stmt, config=self.runtime.config, database=self.database, dialect="mysql",
+                               hint=self.hint)
+        if isinstance(result, AdminResult):
+            cols = [ColumnDefinition41(name, ColumnType.VAR_STRING, self.session.collation, 1024)
+                    for name in result.columns]
+            payloads = text_result_set(cols, [list(r) for r in result.rows], self.status,
+                                       self.session.deprecate_eof)
+            self.session.frontend.write(b"".join(build_packet(p, i + 1) for i, p in enumerate(payloads)))
+        else:
+            self.hint = apply_hint_change(self.hint, result)
+            self._send_ok(0, 0, b"")
+
+    # -- execution ---------------------------------------------------------------------------------------------
+
+    async def execute(self, plan: Plan) -> None:
+        units = plan.units
+        if len(units) == 1 and plan.merge is None and not plan.generated_keys:
+            await self._single(units[0])
+            return
+        if plan.kind == "query" and plan.merge is not None:
+            await self._merged_query(plan)
+            return
+        await self._multi_update(plan)
+
+    async def _single(self, unit: RouteUnit) -> None:
+        conn = await self._sticky(unit.data_source)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sink = _Relay(self.session, done)
+        conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, sink)
+        await done
+        if sink.lost is not None:
+            self._drop(self._lease_of(unit.data_source))
+            raise errors.BackendError(errors.BACKEND_LOST, data_source=unit.data_source, detail=sink.lost)
+
+    def _lanes(self, plan: Plan) -> Lanes[MySQLBackendConnection, MySQLShardCursor]:
+        budget = 1 if self.txn_open else self.rule.max_connections_size_per_query
+
+        def start(conn: MySQLBackendConnection, unit: RouteUnit, i: int) -> MySQLShardCursor:
+            cursor = MySQLShardCursor(conn, i)
+            conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, cursor)
+            return cursor
+
+        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done)
+
+    async def _merged_query(self, plan: Plan) -> None:
+        from dbmesh.kernel.merge import merge, mysql_text_codec
+
+        spec = plan.merge
+        assert spec is not None
+        lanes = self._lanes(plan)
+        try:
+            cursors = [await lanes.cursor(i) for i in range(len(plan.units))]
+            for c in cursors:
+                await c.header()
+            self._raise_first_error(plan, cursors)
+            head = next((c for c in cursors if c.ncols >= 0), None)
+            if head is None:
+                raise errors.InternalError("a sharded SELECT returned no result set")
+            codec = mysql_text_codec([ColumnDefinition41.decode(p) for p in head.columns])
+            tables = {a: lg for u in plan.units for a, lg in u.tables}
+            col_payloads = [_rename_column(p, tables, self.database.name) for p in head.columns[:spec.visible]]
+            out = [build_packet(lenenc_int(spec.visible), 1)]
+            seq = 2
+            for p in col_payloads:
+                out.append(build_packet(p, seq & 0xFF))
+                seq += 1
+            deprecate_eof = self.session.deprecate_eof
+            if not deprecate_eof:
+                out.append(build_packet(eof_packet(self.status), seq & 0xFF))
+                seq += 1
+            write = self.session.frontend.write
+            size = 0
+            async for row in merge(spec, cursors, codec, max_rows=self.rule.merge_max_rows_in_memory,
+                                   dialect="mysql"):
+                frame = build_packet(row, seq & 0xFF)
+                seq += 1
+                out.append(frame)
+                size += len(frame)
+                if size >= _FLUSH_BYTES:
+                    write(b"".join(out))
+                    out.clear()
+                    size = 0
+                    if self._writable is not None and not self._writable.is_set():
+                        await self._writable.wait()
+            # Errors that arrived after the header (a shard failing mid-result) must not end as a short result.
+            for c in cursors:
+                await c.wait_done()
+            self._raise_first_error(plan, cursors, after_rows=bool(out) or seq > 2)
+            warnings = sum(_terminator_warnings(c.terminator, c.conn.deprecate_eof) for c in cursors)
+            out.append(build_packet(result_terminator(self.status, deprecate_eof, min(warnings, 0xFFFF)),
+                                    seq & 0xFF))
+            write(b"".join(out))
+        finally:
+            await lanes.finish()
+
+    def _raise_first_error(self, plan: Plan, cursors: Sequence[MySQLShardCursor], after_rows: bool = False) -> None:
+        for c in cursors:
+            if c.lost is not None:
+                raise errors.BackendError(errors.BACKEND_LOST, data_source=plan.units[c.index].data_source,
+                                          detail=c.lost)
+            if c.error is not None:
+                raise BackendQueryError(c.error)
+
+    async def _multi_update(self, plan: Plan) -> None:
+        """DML/DDL/other on several units: every unit runs; one OK sums them, as one server would report."""
+        implicit = plan.kind == "dml" and not self.txn_open and len({u.data_source for u in plan.units}) > 1
+        if implicit:
+            self._open_transaction("BEGIN")
+        lanes = self._lanes(plan)
+        error: BaseException | None = None
+        cursors: list[MySQLShardCursor] = []
+        try:
+            for i in range(len(plan.units)):
+                try:
+                    cursors.append(await lanes.cursor(i))
+                except (errors.DbMeshError, BackendQueryError, OSError) as exc:
+                    error = error or exc
+            for c in cursors:
+                await c.wait_done()
+        finally:
+            await lanes.finish()
+        if error is None:
+            for c in cursors:
+                if c.lost is not None:
+                    error = errors.BackendError(errors.BACKEND_LOST, data_source=plan.units[c.index].data_source,
+                                                detail=c.lost)
+                    break
+                if c.error is not None:
+                    error = BackendQueryError(c.error)
+                    break
+        if implicit:
+            await self._finish_transaction("ROLLBACK" if error is not None else "COMMIT", reply=False)
+        if error is not None:
+            raise error
+        affected = 0
+        last_id = 0
+        warnings = 0
+        info_sums: dict[bytes, int] = {}
+        info_format: bytes | None = None
+        for c in cursors:
+            ok = c.ok
+            if ok is None:
+                continue
+            affected += ok.affected_rows
+            warnings += ok.warnings
+            if ok.last_insert_id and not last_id:
+                last_id = ok.last_insert_id
+            if ok.info:
+                info_format = info_format or ok.info
+                for name, value in _INFO_NUMBERS.findall(ok.info):
+                    info_sums[name] = info_sums.get(name, 0) + int(value)
+        if plan.generated_keys and isinstance(plan.generated_keys[0], int):
+            last_id = plan.generated_keys[0]
+        info = b""
+        if info_format is not None:
+            info = _INFO_NUMBERS.sub(lambda mm: mm.group(1) + b": " + str(info_sums.get(mm.group(1), 0)).encode(),
+                                     info_format)
+        self._send_ok(affected, last_id, info, warnings)
+
+    def _send_ok(self, affected: int, last_id: int, info: bytes, warnings: int = 0) -> None:
+        self.session.frontend.send_payload(
+            OkPacket(affected, last_id, self.status, min(warnings, 0xFFFF), info).encode(), 1)
+
+
+def _terminator_warnings(p: bytes, deprecate_eof: bool) -> int:
+    if not p:
+        return 0
+    if deprecate_eof:
+        return OkPacket.decode(p).warnings
+    return int(struct.unpack_from("<H", p, 1)[0]) if len(p) >= 3 else 0
+
+
+def _rename_column(payload: bytes, tables: dict[str, str], schema: str) -> bytes:
+    """A column definition as one server holding the logic tables would send it: actual table names in `table`
+    and `org_table` become logic names, and the schema becomes the logical database."""
+    if not tables:
+        return payload
+    col = ColumnDefinition41.decode(payload)
+    table = tables.get(col.table, col.table)
+    org_table = tables.get(col.org_table, col.org_table)
+    if table == col.table and org_table == col.org_table:
+        return payload
+    pos = 0
+    fields = []
+    for _ in range(6):
+        n, width = _lenenc_at(payload, pos)
+        fields.append(payload[pos + width:pos + width + n])
+        pos += width + n
+    fields[2] = table.encode()
+    fields[3] = org_table.encode()
+    if col.schema:
+        fields[1] = schema.encode()
+    return b"".join(lenenc_bytes(f) for f in fields) + payload[pos:]
+
+
+def _lenenc_at(p: bytes, pos: int) -> tuple[int, int]:
+    first = p[pos]
+    if first < 0xFB:
+        return first, 1
+    if first == 0xFC:
+        return int.from_bytes(p[pos + 1:pos + 3], "little"), 3
+    if first == 0xFD:
+        return int.from_bytes(p[pos + 1:pos + 4], "little"), 4
+    return int.from_bytes(p[pos + 1:pos + 9], "little"), 9
+
+
+class _Relay:
+    """Sink forwarding one unit's response to the client unchanged."""
+
+    __slots__ = ("done", "forward", "lost")
+
+    def __init__(self, session: MySQLSession, done: asyncio.Future[None]) -> None:
+        self.forward = session.frontend.write
+        self.done = done
+        self.lost: str | None = None
+
+    def response_done(self, conn: MySQLBackendConnection) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
+        self.lost = detail
+        self.response_done(conn)
+
+
+def _admin_parse(sql: str) -> Any:
+    try:
+        from dbmesh.admin import parse_admin
+    except ImportError:  # admin SQL not available in this build
+        return None
+    return parse_admin(sql)
+

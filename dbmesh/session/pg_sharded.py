@@ -1,0 +1,1002 @@
+"""Statements of a PostgreSQL session on a sharded logical database: simple and extended query protocol answered by
+dbmesh itself, each statement planned, run on its data sources with the extended protocol, and merged.
+
+Guarantees:
+- Client messages are processed strictly in order; answers keep the protocol's order (ParseComplete,
+  BindComplete, RowDescription/NoData, DataRow..., CommandComplete, ReadyForQuery). After an error in an
+  extended-protocol batch every message up to Sync is skipped, as PostgreSQL does.
+- Transactions: BEGIN is replayed on each data source the transaction touches; COMMIT/ROLLBACK go to all of them;
+  after an error the transaction is failed ('E') and statements are refused until ROLLBACK, as on one server.
+  A write touching several data sources outside a transaction runs in an implicit one.
+- Rows reach the client as the data source encoded them (text or binary, as the client bound them), unless a
+  merge must compute a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import re
+import struct
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from dbmesh import errors
+from dbmesh._wire.pg_framing import MessageReader, build_message
+from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError
+from dbmesh.config import Database, DataSource
+from dbmesh.kernel.execute import Lanes
+from dbmesh.kernel.plan import Plan, RouteUnit
+from dbmesh.protocol.postgresql.messages import (
+    Bind,
+    ErrorFields,
+    FieldDescription,
+    ParameterDescription,
+    Parse,
+    RowDescription,
+    render_error,
+)
+from dbmesh.sharding.conditions import Hint
+
+if TYPE_CHECKING:
+    from dbmesh.backend.pg_connection import PgPool
+    from dbmesh.session.pg_session import PgSession
+    from dbmesh.sharding.rule import ShardingRule
+
+log = logging.getLogger("dbmesh.session")
+
+_ROWS_BUFFERED = 256
+_FLUSH_BYTES = 1 << 16
+_TXN = re.compile(r"^\s*(?:(?P<begin>BEGIN|START\s+TRANSACTION)|(?P<commit>COMMIT|END)|(?P<rollback>ROLLBACK|ABORT))"
+                  r"(?P<rest>(?:\s+(?:WORK|TRANSACTION))?(?:\s+[^;]*)?)\s*;?\s*$", re.I | re.S)
+_SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE|ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO)\b", re.I)
+_TAG_COUNT = re.compile(rb"^(INSERT \d+|[A-Z ]+?) (\d+)$")
+
+# Type OIDs used to decode bound parameters into values the sharding algorithms understand.
+_INT_OIDS = {20, 21, 23, 26}
+_FLOAT_OIDS = {700, 701}
+_NUMERIC = 1700
+_BOOL = 16
+_DATE = 1082
+_TIMESTAMP = {1114, 1184}
+_PG_EPOCH = datetime.datetime(2000, 1, 1)
+_PG_EPOCH_DATE = datetime.date(2000, 1, 1)
+
+
+def _msg(t: bytes, payload: bytes = b"") -> bytes:
+    return build_message(t[0], payload)
+
+
+_PARSE_COMPLETE = _msg(b"1")
+_BIND_COMPLETE = _msg(b"2")
+_CLOSE_COMPLETE = _msg(b"3")
+_NO_DATA = _msg(b"n")
+_PORTAL_SUSPENDED = _msg(b"s")
+_EMPTY_QUERY = _msg(b"I")
+
+
+class _Lease:
+    """The session's connection to one data source, kept between statements while reclaimable."""
+
+    __slots__ = ("conn", "ds", "pool", "reclaimable")
+
+    def __init__(self, ds: DataSource, pool: PgPool) -> None:
+        self.ds = ds
+        self.pool = pool
+        self.conn: PgBackendConnection | None = None
+        self.reclaimable = False
+
+    def surrender(self) -> PgBackendConnection | None:
+        conn = self.conn
+        if conn is None or not self.reclaimable or conn.busy or conn.holder is not None:
+            return None
+        self.conn = None
+        self.reclaimable = False
+        return conn
+
+
+class PgShardCursor:
+    """Sink for one unit run with the extended protocol: RowDescription, DataRows, CommandComplete or an error."""
+
+    def __init__(self, conn: PgBackendConnection, index: int) -> None:
+        self.conn = conn
+        self.index = index
+        self.reader = MessageReader()
+        self.row_description: bytes | None = None
+        self.fields: tuple[FieldDescription, ...] = ()
+        self.rows: list[bytes] = []
+        self.tag: bytes | None = None
+        self.param_oids: tuple[int, ...] = ()
+        self.error: bytes | None = None  # ErrorResponse payload
+        self.notices: list[bytes] = []
+        self.lost: str | None = None
+        self.done = False
+        self.exclusive = False
+        self.abandoned = False
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._header: asyncio.Future[None] = loop.create_future()
+        self._finished: asyncio.Future[None] = loop.create_future()
+
+    # PgSink
+    def forward(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (m := self.reader.read()) is not None:
+            t, payload = m
+            if t == 0x44:  # 'D'
+                if not self.abandoned:
+                    self.rows.append(payload)
+            elif t == 0x54:  # 'T'
+                self.row_description = payload
+                self.fields = RowDescription.decode(payload).fields
+                self._ready()
+            elif t == 0x74:  # 't' ParameterDescription
+                self.param_oids = ParameterDescription.decode(payload).type_oids
+            elif t == 0x6E:  # 'n' NoData
+                self._ready()
+            elif t == 0x43:  # 'C'
+                self.tag = payload[:-1]
+                self._ready()
+            elif t == 0x45:  # 'E'
+                if self.error is None:
+                    self.error = payload
+                self._ready()
+            elif t == 0x4E:  # 'N'
+                self.notices.append(payload)
+            elif t == 0x49:  # 'I' empty query
+                self.tag = b""
+                self._ready()
+        if len(self.rows) >= _ROWS_BUFFERED and self.exclusive and not self.paused and not self.done:
+            transport = self.conn.transport
+            if transport is not None:
+                self.paused = True
+                transport.pause_reading()
+        self._wake()
+
+    def on_ready(self, conn: PgBackendConnection) -> None:
+        conn.detach()
+        conn.tx_status = conn.scanner.tx_status
+        self._finish()
+
+    def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
+        self.lost = detail
+        self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        self._ready()
+        self._wake()
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    def _ready(self) -> None:
+        if not self._header.done():
+            self._header.set_result(None)
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            transport = self.conn.transport
+            if transport is not None:
+                transport.resume_reading()
+
+    async def wait_done(self) -> None:
+        await self._finished
+
+    def set_exclusive(self, exclusive: bool) -> None:
+        self.exclusive = exclusive
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.rows.clear()
+        self._resume()
+
+    async def header(self) -> None:
+        await self._header
+
+    async def fetch(self) -> list[bytes] | None:
+        while not self.rows:
+            if self.done:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            self._resume()
+            await self._waiter
+            self._waiter = None
+        rows, self.rows = self.rows, []
+        self._resume()
+        return rows
+
+
+@dataclass
+class _Statement:
+    sql: str
+    param_oids: tuple[int, ...]  # as the client declared them (0 = unspecified)
+    described: tuple[tuple[int, ...], tuple[FieldDescription, ...] | None, int] | None = None
+
+
+@dataclass
+class _Portal:
+    statement: _Statement
+    params: tuple[Any, ...]
+    result_formats: tuple[int, ...]
+    plan: Plan | None = None
+    error: errors.DbMeshError | None = None
+    rows: AsyncIterator[bytes] | None = None  # a suspended SELECT's remaining rows
+    sent: int = 0
+    finished: list[Any] = field(default_factory=list)
+
+
+class _Failed(Exception):
+    """A statement failed; carries the ErrorResponse payload to send."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__("statement failed")
+        self.payload = payload
+
+
+# Describe results by SQL text (shared: the shape of a statement does not depend on who runs it).
+_DESCRIBED: dict[str, tuple[tuple[int, ...], tuple[FieldDescription, ...] | None, int]] = {}
+
+
+class ShardedPg:
+    """The sharding side of one PostgreSQL session."""
+
+    def __init__(self, session: PgSession, database: Database, rule: ShardingRule) -> None:
+        from dbmesh.kernel.planner import Planner
+
+        self.session = session
+        self.runtime = session.runtime
+        self.database = database
+        self.rule = rule
+        self.planner = Planner(rule, "postgres", self.runtime.parse_cache("postgres"))
+        self.leases: dict[str, _Lease] = {}
+        self.status = b"I"
+        self.begin_sql = "BEGIN"
+        self.joined: list[str] = []
+        self.hint: Hint | None = None
+        self.statements: dict[str, _Statement] = {}
+        self.portals: dict[str, _Portal] = {}
+        self.queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self.out: list[bytes] = []
+        self.skipping = False  # after an error in an extended batch: skip to Sync
+        self._worker: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self.busy = False
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
+        for m in messages:
+            self.queue.put_nowait(m)
+        if self._worker is None:
+            self._worker = self.runtime.spawn(self._work())
+
+    def client_paused(self, paused: bool) -> None:
+        if paused:
+            self._writable.clear()
+        else:
+            self._writable.set()
+
+    def _flush(self) -> None:
+        if self.out:
+            self.session.frontend.write(b"".join(self.out))
+            self.out.clear()
+
+    async def _work(self) -> None:
+        try:
+            while not self.session.closed:
+                try:
+                    mtype, payload = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    self._flush()
+                    self.busy = False
+                    self.idle()
+                    mtype, payload = await self.queue.get()
+                self.busy = True
+                await self._message(mtype, payload)
+                if sum(len(b) for b in self.out) >= _FLUSH_BYTES:
+                    self._flush()
+                    await self._writable.wait()
+        finally:
+            self._worker = None
+            self.busy = False
+
+    async def _message(self, mtype: int, payload: bytes) -> None:
+        if mtype == 0x51:  # 'Q'
+            self.skipping = False
+            await self._simple_query(payload[:-1].decode("utf-8", "replace"))
+            self._ready()
+            return
+        if mtype == 0x53:  # 'S' Sync
+            self.skipping = False
+            self._ready()
+            return
+        if mtype == 0x58:  # 'X'
+            self.session.frontend.close()
+            return
+        if mtype == 0x48:  # 'H' Flush
+            self._flush()
+            return
+        if self.skipping:
+            return
+        try:
+            if mtype == 0x50:
+                self._parse(payload)
+            elif mtype == 0x42:
+                await self._bind(payload)
+            elif mtype == 0x44:
+                await self._describe(payload)
+            elif mtype == 0x45:
+                await self._execute(payload)
+            elif mtype == 0x43:
+                kind, name = payload[:1], payload[1:-1].decode()
+                if kind == b"S":
+                    self.statements.pop(name, None)
+                else:
+                    self.portals.pop(name, None)
+                self.out.append(_CLOSE_COMPLETE)
+            else:
+                raise errors.ProtocolError(errors.PROTOCOL_UNSUPPORTED_COMMAND,
+                                           command=f"message {chr(mtype)!r} on a sharded logical database")
+        except _Failed as exc:
+            self._extended_error(exc.payload)
+        except errors.DbMeshError as exc:
+            self._extended_error(render_error(exc))
+        except PgQueryError as exc:
+            self._extended_error(_error_payload(exc.sqlstate, exc.message))
+
+    def _extended_error(self, payload: bytes) -> None:
+        self.out.append(_msg(b"E", payload))
+        self.skipping = True
+        if self.status == b"T":
+            self.status = b"E"
+
+    def _ready(self) -> None:
+        self.out.append(_msg(b"Z", self.status))
+        self._flush()
+
+    # -- connections -------------------------------------------------------------------------------------------
+
+    def _lease_of(self, ds_name: str) -> _Lease:
+        lease = self.leases.get(ds_name)
+        if lease is None:
+            ds = self.database.data_sources.get(ds_name)
+            if ds is None:
+                raise errors.InternalError(f"route unit names unknown data source {ds_name!r}")
+            lease = self.leases[ds_name] = _Lease(ds, self.runtime.pg_pool(self.database, ds))
+        return lease
+
+    async def _prepare_conn(self, conn: PgBackendConnection) -> None:
+        from dbmesh.session.pg_session import quote_ident
+
+        want = self.session.vars
+        if conn.vars == want:
+            return
+        if any(want.get(k) != v for k, v in conn.vars.items()):
+            await conn.run("RESET ALL")
+            conn.vars.clear()
+        todo = [(k, v) for k, v in want.items() if conn.vars.get(k) != v]
+        if todo:
+            await conn.run("; ".join(f"SET {quote_ident(k)} TO {v}" for k, v in todo))
+            conn.vars.update(todo)
+
+    async def _sticky(self, ds_name: str) -> PgBackendConnection:
+        lease = self._lease_of(ds_name)
+        lease.reclaimable = False
+        conn = lease.conn
+        if conn is not None and conn.broken:
+            self._drop(lease)
+            conn = None
+            if self.status != b"I" and ds_name in self.joined:
+                raise errors.BackendError(errors.BACKEND_LOST, data_source=ds_name,
+                                          detail="the connection holding this session's transaction was lost")
+        if conn is None:
+            conn = await lease.pool.acquire((0, 0), lease.ds.database)
+            if self.session.closed:
+                lease.pool.release(conn)
+                raise errors.SessionError(errors.SESSION_SHUTTING_DOWN)
+            lease.conn = conn
+            lease.pool.hold(lease)
+        try:
+            await self._prepare_conn(conn)
+            if self.status != b"I" and ds_name not in self.joined:
+                await conn.run(self.begin_sql)
+                self.joined.append(ds_name)
+        except (PgQueryError, errors.DbMeshError):
+            self._drop(lease)
+            raise
+        return conn
+
+    def _drop(self, lease: _Lease) -> None:
+        conn, lease.conn = lease.conn, None
+        lease.reclaimable = False
+        lease.pool.unhold(lease)
+        if conn is not None:
+            lease.pool.discard(conn)
+
+    async def _lane_conn(self, ds_name: str, lane: int) -> PgBackendConnection:
+        if lane == 0:
+            return await self._sticky(ds_name)
+        lease = self._lease_of(ds_name)
+        conn = await lease.pool.acquire((0, 0), lease.ds.database)
+        try:
+            await self._prepare_conn(conn)
+        except (PgQueryError, errors.DbMeshError):
+            lease.pool.discard(conn)
+            raise
+        return conn
+
+    def _lane_done(self, ds_name: str, lane: int, conn: PgBackendConnection) -> None:
+        lease = self._lease_of(ds_name)
+        if lane == 0:
+            if conn.broken:
+                self._drop(lease)
+            return
+        if conn.busy or conn.broken:
+            lease.pool.discard(conn)
+        else:
+            lease.pool.release(conn)
+
+    def idle(self) -> None:
+        if self.status != b"I":
+            return
+        for lease in self.leases.values():
+            if lease.conn is not None and not lease.conn.dirty and self.runtime.multiplexing:
+                lease.reclaimable = True
+                if lease.pool._waiters:
+                    lease.pool.reclaim_for_waiters()
+
+    def cancel(self) -> None:
+        """CancelRequest: cancel whatever our connections are running."""
+        for lease in self.leases.values():
+            conn = lease.conn
+            if conn is not None and conn.busy:
+                self.runtime.spawn(conn.cancel())
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        for lease in self.leases.values():
+            conn, lease.conn = lease.conn, None
+            lease.pool.unhold(lease)
+            if conn is None:
+                continue
+            if conn.busy or conn.broken:
+                lease.pool.discard(conn)
+            elif self.status != b"I" or conn.dirty or conn.vars or conn.tx_status != ord("I"):
+                self.runtime.spawn(lease.pool.reset_and_release(conn))
+            else:
+                lease.pool.release(conn)
+        self.leases.clear()
+
+    # -- simple query ------------------------------------------------------------------------------------------
+
+    async def _simple_query(self, sql: str) -> None:
+        if not sql.strip().strip(";").strip():
+            self.out.append(_EMPTY_QUERY)
+            return
+        try:
+            await self._statement(sql, (), None, describe=True, max_rows=0, portal=None)
+        except _Failed as exc:
+            self.out.append(_msg(b"E", exc.payload))
+            if self.status == b"T":
+                self.status = b"E"
+        except errors.DbMeshError as exc:
+            self.out.append(_msg(b"E", render_error(exc)))
+            if self.status == b"T":
+                self.status = b"E"
+        except PgQueryError as exc:
+            self.out.append(_msg(b"E", _error_payload(exc.sqlstate, exc.message)))
+            if self.status == b"T":
+                self.status = b"E"
+
+    async def _statement(self, sql: str, params: tuple[Any, ...], result_formats: tuple[int, ...] | None, *,
+                         describe: bool, max_rows: int, portal: _Portal | None, plan: Plan | None = None) -> None:
+        """Run one statement and append its answer (RowDescription if `describe`, rows, CommandComplete)."""
+        m = _TXN.match(sql)
+        if m is not None:
+            await self._transaction_control(m, sql)
+            return
+        if self.status == b"E":
+            raise _Failed(_error_payload("25P02", "current transaction is aborted, commands ignored until end of "
+                                                  "transaction block"))
+        if _SAVEPOINT.match(sql):
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SAVEPOINT",
+                                      detail="savepoints on a sharded logical database")
+        admin = _admin_parse(sql)
+        if admin is not None:
+            self._admin(admin)
+            return
+        info = _classify(sql)
+        if info is not None and info.pin:
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=info.pin,
+                                      detail="it leaves state on one data source connection, which a sharded "
+                                             "logical database cannot keep consistent across data sources")
+        if info is not None and (info.set_vars or info.reset_vars or info.reset_all):
+            if self.status != b"I":
+                raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SET inside a transaction",
+                                          detail="on a sharded logical database, change settings outside "
+                                                 "transactions")
+            await self._setting(sql, info)
+            return
+        if plan is None:
+            plan = self.planner.plan(sql, params, hint=self.hint)
+        await self._execute_plan(plan, result_formats, describe=describe, max_rows=max_rows, portal=portal)
+
+    async def _setting(self, sql: str, info: Any) -> None:
+        """SET/RESET outside a transaction: run on the default data source (its ParameterStatus reaches the client)
+        and remember it, so every connection the session uses gets it."""
+        conn = await self._sticky(self.rule.default_data_source)
+        raw = await conn.run(sql)
+        for mtype, payload in _messages(raw):
+            if mtype in (0x53, 0x43, 0x4E):  # ParameterStatus, CommandComplete, Notice
+                self.out.append(_msg(bytes((mtype,)), payload))
+        s = self.session
+        if info.reset_all:
+            s.vars = dict(s.startup_vars)
+            conn.vars = {}
+        for name in info.reset_vars or ():
+            s.vars.pop(name, None)
+            conn.vars.pop(name, None)
+            if name in s.startup_vars:
+                s.vars[name] = s.startup_vars[name]
+        for name, value in info.set_vars or ():
+            s.vars.pop(name, None)
+            s.vars[name] = value
+            conn.vars.pop(name, None)
+            conn.vars[name] = value
+
+    def _admin(self, stmt: Any) -> None:
+        from dbmesh.admin import AdminResult, apply_hint_change, execute_admin
+
+        result = execute_admin(stmt, config=self.runtime.config, database=self.database, dialect="postgres",
+                               hint=self.hint)
+        if isinstance(result, AdminResult):
+            fields = tuple(FieldDescription(name) for name in result.columns)
+            self.out.append(_msg(b"T", RowDescription(fields).payload()))
+            for row in result.rows:
+                self.out.append(_msg(b"D", _data_row([None if v is None else v.encode() for v in row])))
+            self.out.append(_msg(b"C", f"SHOW {len(result.rows)}".encode() + b"\x00"))
+        else:
+            self.hint = apply_hint_change(self.hint, result)
+            self.out.append(_msg(b"C", b"SET\x00"))
+
+    async def _transaction_control(self, m: re.Match[str], sql: str) -> None:
+        if m.group("begin"):
+            if self.status != b"I":
+                self.out.append(_msg(b"N", _error_payload("25001", "there is already a transaction in progress",
+                                                          severity="WARNING")))
+            else:
+                self.status = b"T"
+                self.begin_sql = sql.strip().rstrip(";")
+                self.joined = []
+            self.out.append(_msg(b"C", b"BEGIN\x00"))
+            return
+        rollback = bool(m.group("rollback")) or self.status == b"E"
+        if self.status == b"I":
+            self.out.append(_msg(b"N", _error_payload("25P01", "there is no transaction in progress",
+                                                      severity="WARNING")))
+            self.out.append(_msg(b"C", (b"ROLLBACK" if m.group("rollback") else b"COMMIT") + b"\x00"))
+            return
+        await self._end_transaction("ROLLBACK" if rollback else "COMMIT")
+        self.out.append(_msg(b"C", (b"ROLLBACK" if rollback else b"COMMIT") + b"\x00"))
+
+    async def _end_transaction(self, verb: str) -> None:
+        joined, self.joined = self.joined, []
+        self.status = b"I"
+        results = await asyncio.gather(*(self._end_on(ds, verb) for ds in joined), return_exceptions=True)
+        failures = [r for r in results if r is not None]
+        if failures:
+            first = failures[0]
+            if verb == "COMMIT" and len(failures) < len(results):
+                log.error("session %s: COMMIT failed on some data sources after others committed: %s",
+                          self.session.pid, first)
+            if isinstance(first, (errors.DbMeshError, PgQueryError)):
+                raise first
+            raise errors.BackendError(errors.BACKEND_LOST, data_source="?", detail=str(first))
+
+    async def _end_on(self, ds_name: str, verb: str) -> None:
+        lease = self._lease_of(ds_name)
+        conn = lease.conn
+        if conn is None or conn.broken:
+            raise errors.BackendError(errors.BACKEND_LOST, data_source=ds_name,
+                                      detail="the connection holding this session's transaction was lost")
+        await conn.run(verb)
+
+    # -- extended query ----------------------------------------------------------------------------------------
+
+    def _parse(self, payload: bytes) -> None:
+        p = Parse.decode(payload)
+        if p.name and p.name in self.statements:
+            raise _Failed(_error_payload("42P05", f'prepared statement "{p.name}" already exists'))
+        self.statements[p.name] = _Statement(p.query, p.param_oids)
+        self.out.append(_PARSE_COMPLETE)
+
+    async def _describe_statement(self, st: _Statement) -> tuple[tuple[int, ...], tuple[FieldDescription, ...] | None,
+                                                                   int]:
+        """Parameter types, visible result columns and shard row width of a statement, learnt from a data source
+        once per SQL text."""
+        if st.described is not None:
+            return st.described
+        hit = _DESCRIBED.get(st.sql)
+        if hit is None:
+            hit = await self._describe_on_backend(st)
+            if len(_DESCRIBED) > 4096:
+                _DESCRIBED.clear()
+            _DESCRIBED[st.sql] = hit
+        oids, fields, width = hit
+        if st.param_oids and len(st.param_oids) == len(oids):
+            oids = tuple(d or o for d, o in zip(st.param_oids, oids, strict=True))
+        st.described = (oids, fields, width)
+        return st.described
+
+    async def _describe_on_backend(self, st: _Statement) -> tuple[tuple[int, ...], tuple[FieldDescription, ...] | None,
+                                                                    int]:
+        n = _param_count(st.sql)
+        plan: Plan | None = None
+        first_error: Exception | None = None
+        for dummy in (0, "0", datetime.datetime(2000, 1, 1)):
+            try:
+                plan = self.planner.plan(st.sql, (dummy,) * n, hint=self.hint)
+                break
+            except errors.DbMeshError as exc:
+                first_error = first_error or exc
+        if plan is None:
+            assert first_error is not None
+            raise first_error
+        unit = plan.units[0]
+        conn = await self._sticky(unit.data_source)
+        cursor = PgShardCursor(conn, 0)
+        conn.attach(cursor)
+        oids = st.param_oids + (0,) * max(0, n - len(st.param_oids)) if len(unit.params) == n else ()
+        conn.send(_msg(b"P", Parse("", unit.sql, oids).payload()) + _msg(b"D", b"S\x00") + _msg(b"S"), 1)
+        await cursor.wait_done()
+        if cursor.lost is not None:
+            self._drop(self._lease_of(unit.data_source))
+            raise errors.BackendError(errors.BACKEND_LOST, data_source=unit.data_source, detail=cursor.lost)
+        if cursor.error is not None:
+            raise _Failed(cursor.error)
+        fields = cursor.fields if cursor.row_description is not None else None
+        width = len(fields) if fields else 0
+        visible = plan.merge.visible if plan.merge is not None else width
+        if fields is not None:
+            fields = fields[:visible]
+        params = cursor.param_oids if len(cursor.param_oids) == n else (0,) * n
+        return params, fields, width
+
+    async def _bind(self, payload: bytes) -> None:
+        b = Bind.decode(payload)
+        st = self.statements.get(b.statement)
+        if st is None:
+            raise _Failed(_error_payload("26000", f'prepared statement "{b.statement}" does not exist'))
+        oids: tuple[int, ...] = st.param_oids
+        if b.params and (len(oids) != len(b.params) or 0 in oids):
+            oids = (await self._describe_statement(st))[0]
+        values = tuple(_decode_param(b.params[i], b.param_format(i), oids[i] if i < len(oids) else 0)
+                       for i in range(len(b.params)))
+        portal = _Portal(st, values, b.result_formats)
+        txn = _TXN.match(st.sql)
+        if txn is None and self.status != b"E" and not _SAVEPOINT.match(st.sql):
+            try:
+                portal.plan = self.planner.plan(st.sql, values, hint=self.hint)
+            except errors.DbMeshError as exc:
+                raise _Failed(render_error(exc)) from exc
+        self.portals[b.portal] = portal
+        self.out.append(_BIND_COMPLETE)
+
+    async def _describe(self, payload: bytes) -> None:
+        kind, name = payload[:1], payload[1:-1].decode()
+        if kind == b"S":
+            st = self.statements.get(name)
+            if st is None:
+                raise _Failed(_error_payload("26000", f'prepared statement "{name}" does not exist'))
+            oids, fields, _w = await self._describe_statement(st)
+            self.out.append(_msg(b"t", struct.pack(f"!H{len(oids)}I", len(oids), *oids)))
+            self.out.append(_NO_DATA if fields is None else _msg(b"T", RowDescription(fields).payload()))
+            return
+        portal = self.portals.get(name)
+        if portal is None:
+            raise _Failed(_error_payload("34000", f'portal "{name}" does not exist'))
+        if _TXN.match(portal.statement.sql):
+            self.out.append(_NO_DATA)
+            return
+        _oids, fields, _w = await self._describe_statement(portal.statement)
+        if fields is None:
+            self.out.append(_NO_DATA)
+            return
+        formats = _formats(portal.result_formats, len(fields))
+        fields = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size, f.type_modifier,
+                                        formats[i]) for i, f in enumerate(fields))
+        self.out.append(_msg(b"T", RowDescription(fields).payload()))
+
+    async def _execute(self, payload: bytes) -> None:
+        name = payload[:payload.index(b"\x00")].decode()
+        max_rows = struct.unpack_from("!i", payload, len(name) + 1)[0]
+        portal = self.portals.get(name)
+        if portal is None:
+            raise _Failed(_error_payload("34000", f'portal "{name}" does not exist'))
+        if portal.rows is not None:
+            await self._emit_rows(portal.rows, max_rows, portal, tag_prefix=b"SELECT")
+            return
+        await self._statement(portal.statement.sql, portal.params, portal.result_formats, describe=False,
+                              max_rows=max_rows, portal=portal, plan=portal.plan)
+
+    # -- execution ---------------------------------------------------------------------------------------------
+
+    def _lanes(self, plan: Plan, result_formats: tuple[int, ...], width: int | None) -> Lanes[PgBackendConnection,
+                                                                                             PgShardCursor]:
+        budget = 1 if self.status != b"I" else self.rule.max_connections_size_per_query
+
+        def start(conn: PgBackendConnection, unit: RouteUnit, i: int) -> PgShardCursor:
+            cursor = PgShardCursor(conn, i)
+            conn.attach(cursor)
+            params = tuple(_encode_param(v) for v in unit.params)
+            formats = result_formats
+            if len(formats) > 1 and width is not None and len(formats) < width:
+                formats = formats + (0,) * (width - len(formats))  # derived columns come back as text
+            bind = Bind("", "", (), params, formats)
+            conn.send(_msg(b"P", Parse("", unit.sql, ()).payload()) + _msg(b"B", bind.payload())
+                      + _msg(b"D", b"P\x00") + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"), 1)
+            return cursor
+
+        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done)
+
+    async def _execute_plan(self, plan: Plan, result_formats: tuple[int, ...] | None, *, describe: bool,
+                            max_rows: int, portal: _Portal | None) -> None:
+        implicit = plan.kind == "dml" and self.status == b"I" and len({u.data_source for u in plan.units}) > 1
+        if implicit:
+            self.status = b"T"
+            self.begin_sql = "BEGIN"
+            self.joined = []
+        formats = result_formats or ()
+        width = None
+        if plan.merge is not None and len(formats) > 1 and portal is not None:
+            width = (await self._describe_statement(portal.statement))[2]
+        lanes = self._lanes(plan, formats, width)
+        failed = False
+        try:
+            cursors = [await lanes.cursor(i) for i in range(len(plan.units))]
+            for c in cursors:
+                await c.header()
+            self._check(plan, cursors)
+            head = next((c for c in cursors if c.row_description is not None), None)
+            if head is None:
+                # No result set: wait for every unit, then one CommandComplete summing their counts.
+                for c in cursors:
+                    await c.wait_done()
+                self._check(plan, cursors)
+                for c in cursors:
+                    for n in c.notices:
+                        self.out.append(_msg(b"N", n))
+                self.out.append(_msg(b"C", _sum_tags([c.tag for c in cursors if c.tag is not None]) + b"\x00"))
+                return
+            visible = plan.merge.visible if plan.merge is not None else len(head.fields)
+            if describe:
+                rd = head.row_description if visible == len(head.fields) else RowDescription(
+                    head.fields[:visible]).payload()
+                assert rd is not None
+                self.out.append(_msg(b"T", rd))
+            if plan.merge is None and len(cursors) == 1:
+                rows: AsyncIterator[bytes] = _drain(cursors[0])
+            else:
+                from dbmesh.kernel.merge import merge, pg_codec
+
+                spec = plan.merge
+                if spec is None:
+                    from dbmesh.kernel.plan import MergeSpec
+
+                    spec = MergeSpec(visible=visible)
+                rows = merge(spec, cursors, pg_codec(head.fields), max_rows=self.rule.merge_max_rows_in_memory,
+                             dialect="postgres")
+            if portal is not None and max_rows > 0:
+                portal.finished = [lanes, cursors, plan]
+                suspended = await self._emit_rows(rows, max_rows, portal, tag_prefix=b"SELECT")
+                if suspended:
+                    lanes = None  # type: ignore[assignment]  # the portal owns them until it completes
+                    return
+            else:
+                await self._emit_rows(rows, 0, None, tag_prefix=b"SELECT")
+            for c in cursors:
+                await c.wait_done()
+            self._check(plan, cursors)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if lanes is not None:
+                await lanes.finish()
+            if implicit:
+                await self._end_transaction("ROLLBACK" if failed else "COMMIT")
+
+    async def _emit_rows(self, rows: AsyncIterator[bytes], max_rows: int, portal: _Portal | None, *,
+                         tag_prefix: bytes) -> bool:
+        """Send rows; with a row limit, stop and answer PortalSuspended. True when suspended."""
+        out = self.out
+        n = portal.sent if portal is not None else 0
+        count = 0
+        size = 0
+        async for row in rows:
+            out.append(build_message(0x44, row))
+            n += 1
+            count += 1
+            size += len(row)
+            if size >= _FLUSH_BYTES:
+                self._flush()
+                size = 0
+                await self._writable.wait()
+            if max_rows and count >= max_rows:
+                assert portal is not None
+                portal.sent = n
+                portal.rows = rows
+                out.append(_PORTAL_SUSPENDED)
+                return True
+        if portal is not None and portal.rows is not None:
+            # The portal's last batch: its lanes can now be released.
+            lanes, cursors, plan = portal.finished
+            portal.rows = None
+            for c in cursors:
+                await c.wait_done()
+            await lanes.finish()
+            self._check(plan, cursors)
+        out.append(build_message(0x43, tag_prefix + b" " + str(n).encode() + b"\x00"))
+        return False
+
+    def _check(self, plan: Plan, cursors: Sequence[PgShardCursor]) -> None:
+        for c in cursors:
+            if c.lost is not None:
+                raise errors.BackendError(errors.BACKEND_LOST, data_source=plan.units[c.index].data_source,
+                                          detail=c.lost)
+            if c.error is not None:
+                raise _Failed(c.error)
+
+
+async def _drain(cursor: PgShardCursor) -> AsyncIterator[bytes]:
+    while (batch := await cursor.fetch()) is not None:
+        for row in batch:
+            yield row
+
+
+def _sum_tags(tags: Sequence[bytes]) -> bytes:
+    """One CommandComplete tag for several units: counts summed ("INSERT 0 n", "UPDATE n", ...)."""
+    if not tags:
+        return b""
+    first = tags[0]
+    m = _TAG_COUNT.match(first)
+    if m is None:
+        return first
+    total = 0
+    for t in tags:
+        mm = _TAG_COUNT.match(t)
+        if mm is not None:
+            total += int(mm.group(2))
+    return m.group(1) + b" " + str(total).encode()
+
+
+def _formats(codes: tuple[int, ...], n: int) -> tuple[int, ...]:
+    if not codes:
+        return (0,) * n
+    if len(codes) == 1:
+        return codes * n
+    return codes[:n] + (0,) * max(0, n - len(codes))
+
+
+def _data_row(values: Sequence[bytes | None]) -> bytes:
+    out = [struct.pack("!H", len(values))]
+    for v in values:
+        if v is None:
+            out.append(b"\xff\xff\xff\xff")
+        else:
+            out.append(struct.pack("!i", len(v)) + v)
+    return b"".join(out)
+
+
+def _error_payload(sqlstate: str, message: str, severity: str = "ERROR") -> bytes:
+    return ErrorFields((("S", severity), ("V", severity), ("C", sqlstate), ("M", message))).payload()
+
+
+def _messages(raw: bytes) -> list[tuple[int, bytes]]:
+    reader = MessageReader()
+    reader.feed(raw)
+    out = []
+    while (m := reader.read()) is not None:
+        out.append(m)
+    return out
+
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def _param_count(sql: str) -> int:
+    return max((int(n) for n in _PARAM.findall(sql)), default=0)
+
+
+def _decode_param(raw: bytes | None, fmt: int, oid: int) -> Any:
+    """A bound parameter as a Python value for routing (the data sources receive it re-encoded as text)."""
+    if raw is None:
+        return None
+    if fmt == 0:
+        text = raw.decode("utf-8", "replace")
+        if oid in _INT_OIDS:
+            return int(text)
+        if oid == _NUMERIC:
+            return Decimal(text)
+        if oid in _FLOAT_OIDS:
+            return float(text)
+        if oid == _BOOL:
+            return text.lower() in ("t", "true", "1", "yes", "on")
+        if oid == _DATE:
+            return datetime.date.fromisoformat(text)
+        if oid in _TIMESTAMP:
+            return datetime.datetime.fromisoformat(text)
+        return text
+    if oid in _INT_OIDS:
+        return int.from_bytes(raw, "big", signed=oid != 26)
+    if oid == 700:
+        return struct.unpack("!f", raw)[0]
+    if oid == 701:
+        return struct.unpack("!d", raw)[0]
+    if oid == _BOOL:
+        return raw != b"\x00"
+    if oid == _NUMERIC:
+        return _decode_numeric(raw)
+    if oid == _DATE:
+        return _PG_EPOCH_DATE + datetime.timedelta(days=struct.unpack("!i", raw)[0])
+    if oid in _TIMESTAMP:
+        return _PG_EPOCH + datetime.timedelta(microseconds=struct.unpack("!q", raw)[0])
+    if oid in (25, 1043, 1042, 19, 0):
+        return raw.decode("utf-8", "replace")
+    raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=f"binary parameter of type OID {oid}",
+                              detail="bind it in text format on a sharded logical database")
+
+
+def _decode_numeric(raw: bytes) -> Decimal:
+    ndigits, weight, sign, dscale = struct.unpack_from("!hhHh", raw)
+    if sign == 0xC000:
+        return Decimal("NaN")
+    digits = struct.unpack_from(f"!{ndigits}h", raw, 8)
+    value = Decimal(0)
+    for i, d in enumerate(digits):
+        value += Decimal(d).scaleb(4 * (weight - i))
+    if sign == 0x4000:
+        value = -value
+    return value.quantize(Decimal(1).scaleb(-dscale)) if dscale else value.quantize(Decimal(1))
+
+
+def _encode_param(v: Any) -> bytes | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return b"true" if v else b"false"
+    if isinstance(v, bytes):
+        return b"\\x" + v.hex().encode()
+    if isinstance(v, float):
+        return repr(v).encode()
+    if isinstance(v, datetime.datetime):
+        return v.isoformat(" ").encode()
+    if isinstance(v, datetime.date):
+        return v.isoformat().encode()
+    return str(v).encode()
+
+
+def _classify(sql: str) -> Any:
+    from dbmesh.session.pg_session import classify_cached
+
+    return classify_cached(sql)
+
+
+def _admin_parse(sql: str) -> Any:
+    try:
+        from dbmesh.admin import parse_admin
+    except ImportError:
+        return None
+    return parse_admin(sql)
