@@ -7,6 +7,9 @@ naming the file, the dotted key path (list items as `[i]`) and the bad value, wi
 Rules are YAML-tagged mappings (`- !SHARDING {...}`). Each kind needs a validator in `RULE_VALIDATORS`
 before a database may use it: a database whose rules dbmesh cannot apply would route statements to the
 wrong place and give wrong answers, so an unknown or unimplemented rule is an error, never ignored.
+`!SHARDING`, `!BROADCAST` and `!SINGLE` are compiled by `dbmesh.sharding.rule`: each rule on its own by its
+validator, then a database's rules together with the global props, so a configuration that loads always
+builds its sharding rules (they are kept for `sharding_rule_for`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from dbmesh.config.models import (
 )
 from dbmesh.config.urls import UrlError, parse_url
 from dbmesh.errors import ConfigError
+from dbmesh.sharding import rule as sharding_rule
 
 GLOBAL_FILE = "global.yaml"
 DATABASE_FILE_RE = re.compile(r"^database-(?P<name>.+)\.ya?ml$")
@@ -72,9 +76,14 @@ class RuleContext:
 RuleValidator = Callable[[Rule, RuleContext], None]
 """Checks one rule of its kind; raises ConfigError(ctx.file, ctx.key + ".<key>", detail) on a mistake."""
 
-# Database rule kinds this version can apply, kind -> validator. Empty: no rule kind is implemented yet.
-# A sharding implementation registers e.g. RULE_VALIDATORS["SHARDING"] = validate_sharding.
-RULE_VALIDATORS: dict[str, RuleValidator] = {}
+def _validate_sharding_kind(rule: Rule, ctx: RuleContext) -> None:
+    """!SHARDING, !BROADCAST and !SINGLE: compiled on their own here; cross-rule checks (a table in two rules)
+    run when the database's rules are built together in `load_config`."""
+    sharding_rule.validate_rule(rule.kind, rule.body, ctx.file, ctx.key, list(ctx.data_sources))
+
+
+# Database rule kinds this version can apply, kind -> validator.
+RULE_VALIDATORS: dict[str, RuleValidator] = {kind: _validate_sharding_kind for kind in sharding_rule.RULE_KINDS}
 
 
 def _accept(rule: Rule, ctx: RuleContext) -> None:
@@ -358,6 +367,8 @@ KNOWN_PROPS: Mapping[str, tuple[Callable[[Any], Any], Any, Callable[[Any], str |
     "persist-schemas-to-repository-enabled": (_as_bool, True, None),
     "agent-plugins-enabled": (_as_bool, True, None),
     "cdc-server-port": (_as_int, 33071, _port_check),
+    # dbmesh's own: the most rows a merge may hold in memory (hash GROUP BY, DISTINCT) before refusing.
+    "merge-max-rows-in-memory": (_as_int, 1_000_000, _at_least(1)),
 })
 
 
@@ -648,4 +659,9 @@ def load_config(path: Path | str) -> Config:
             raise ConfigError(file.name, "databaseName",
                               f"database {database.name!r} is already defined in {databases[database.name].file}")
         databases[database.name] = database
-    return Config(source_dir=str(base_dir), databases=databases, **fields)
+    # The database's sharding rules together, with the real props: validates what no single rule can show
+    # (a table in two rules) and builds what the router will use.
+    rules = {name: sharding_rule.build_sharding_rule(db, fields["props"]) for name, db in databases.items()}
+    config = Config(source_dir=str(base_dir), databases=databases, **fields)
+    sharding_rule.remember_sharding_rules(config, rules)
+    return config

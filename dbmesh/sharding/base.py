@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from dbmesh.errors import ConfigError
 from dbmesh.sharding import values as jv
-from dbmesh.sharding.errors import ShardingError
+from dbmesh.sharding.errors import NullShardingValueError, ShardingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +50,8 @@ class DataNodeInfo:
 def reject_null(algorithm: str, value: object) -> None:
     """Every built-in algorithm refuses a null sharding value (ShardingSphere error 20)."""
     if value is None:
-        raise ShardingError(f"{algorithm} sharding", "sharding value cannot be null (IS NULL or = NULL on a "
-                            "sharding column, or an INSERT without it)")
+        raise NullShardingValueError(f"{algorithm} sharding", "sharding value cannot be null (IS NULL or = NULL on "
+                                     "a sharding column, or an INSERT without it)")
 
 
 class Props:

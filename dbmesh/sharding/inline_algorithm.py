@@ -18,7 +18,7 @@ from typing import Any
 
 from dbmesh.sharding import values as jv
 from dbmesh.sharding.base import DataNodeInfo, ShardingAlgorithm, StandardShardingAlgorithm, reject_null
-from dbmesh.sharding.errors import InlineExpressionError, ShardingError
+from dbmesh.sharding.errors import InlineExpressionError, RangeRefusedError, ShardingError
 from dbmesh.sharding.inline import AlgorithmExpression, compile_algorithm_expression
 
 _ALLOW_RANGE = "allow-range-query-with-inline-sharding"
@@ -35,8 +35,8 @@ def _compile(algorithm: ShardingAlgorithm, default: str | None = None) -> Algori
 
 
 def _range_refused(algorithm: str) -> ShardingError:
-    return ShardingError(f"a range condition on an {algorithm} sharding column",
-                         f"set {_ALLOW_RANGE}: true to route ranges to every target")
+    return RangeRefusedError(f"a range condition on an {algorithm} sharding column",
+                             f"set {_ALLOW_RANGE}: true to route ranges to every target", algorithm=algorithm)
 
 
 class InlineShardingAlgorithm(StandardShardingAlgorithm):

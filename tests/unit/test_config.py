@@ -457,10 +457,25 @@ def test_parse_url_errors(url: str, fragment: str) -> None:
      "at least 1"),
     ({"database-demo.yaml": "databaseName: demo\n"}, "database-demo.yaml", "dataSources", "required key is missing"),
     # rules
-    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SHARDING\n  tables: {}\n"}, "database-demo.yaml", "rules[0]",
-     "rule !SHARDING is not supported by this version of dbmesh"),
-    ({"database-demo.yaml": GOOD_DS + "rules:\n- !BROADCAST\n  tables: [t]\n"}, "database-demo.yaml", "rules[0]",
-     "rule !BROADCAST is not supported"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !READWRITE_SPLITTING\n  dataSourceGroups: {}\n"},
+     "database-demo.yaml", "rules[0]", "rule !READWRITE_SPLITTING is not supported by this version of dbmesh"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SHARDING\n  tabels: {}\n"}, "database-demo.yaml",
+     "rules[0].tabels", "unknown key 'tabels' (did you mean 'tables'?)"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SHARDING\n  tables: {t: {actualDataNodes: ds_9.t}}\n"},
+     "database-demo.yaml", "rules[0].tables.t.actualDataNodes", "'ds_9', which is not in dataSources (ds_0)"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SHARDING\n  auditors: {a: {type: DML_SHARDING_CONDITIONS}}\n"},
+     "database-demo.yaml", "rules[0].auditors", "not supported by this version of dbmesh"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SHARDING\n  tables: {t: {tableStrategy: {standard: "
+      "{shardingColumn: id, shardingAlgorithmName: nope}}}}\n"}, "database-demo.yaml",
+     "rules[0].tables.t.tableStrategy.standard.shardingAlgorithmName", "'nope' is not defined"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !BROADCAST\n  tables: [t, T]\n"}, "database-demo.yaml",
+     "rules[0].tables[1]", "listed twice"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SHARDING\n  tables: {t: {}}\n- !BROADCAST\n  tables: [T]\n"},
+     "database-demo.yaml", "rules[1].tables[0]", "both a broadcast table and a sharding table (rules[0].tables.t)"),
+    ({"database-demo.yaml": GOOD_DS + "rules:\n- !SINGLE\n  tables: [ds_1.t_user]\n"}, "database-demo.yaml",
+     "rules[0].tables[0]", "'ds_1', which is not in dataSources"),
+    ({"global.yaml": "props: {merge-max-rows-in-memory: 0}\n"}, "global.yaml", "props.merge-max-rows-in-memory",
+     "at least 1"),
     ({"database-demo.yaml": GOOD_DS + "rules:\n- tables: {}\n"}, "database-demo.yaml", "rules[0]",
      "YAML-tagged mapping"),
     # YAML shape
@@ -532,3 +547,19 @@ def test_rule_validator_registry_plugs_in(tmp_path: Path, monkeypatch: pytest.Mo
     assert err.key == "rules[0].defaultDataSource"
     err = load_error(tmp_path, database_demo__yaml=GOOD_DS + "rules:\n- !SINGLE {}\n- !SINGLE {}\n")
     assert (err.key, "appears twice" in err.detail) == ("rules[1]", True)
+
+
+def test_sharding_rules_load_and_carry_the_global_props(tmp_path: Path) -> None:
+    from dbmesh.sharding.rule import sharding_rule_for
+
+    cfg = load_config(make_dir(
+        tmp_path, global__yaml="props: {max-connections-size-per-query: 4, merge-max-rows-in-memory: 50}\n",
+        database_demo__yaml=GOOD_DS + "rules:\n- !BROADCAST\n  tables: [t_dict]\n- !SINGLE\n  tables: [ds_0.t_user]\n"))
+    assert cfg.props["merge-max-rows-in-memory"] == 50
+    db = cfg.databases["demo"]
+    assert [r.kind for r in db.rules] == ["BROADCAST", "SINGLE"]
+    rule = sharding_rule_for(cfg, db)
+    assert rule is not None and rule is sharding_rule_for(cfg, db)
+    assert (rule.max_connections_size_per_query, rule.merge_max_rows_in_memory) == (4, 50)
+    assert rule.is_broadcast("T_DICT") and rule.single_data_source("t_user") == "ds_0"
+    assert load_config(make_dir(tmp_path, global__yaml="")).props["merge-max-rows-in-memory"] == 1_000_000
