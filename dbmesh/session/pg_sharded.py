@@ -32,6 +32,7 @@ from dbmesh.kernel.execute import Lanes
 from dbmesh.kernel.plan import Plan, RouteUnit
 from dbmesh.protocol.postgresql.messages import (
     Bind,
+    DataRow,
     ErrorFields,
     FieldDescription,
     ParameterDescription,
@@ -39,6 +40,7 @@ from dbmesh.protocol.postgresql.messages import (
     RowDescription,
     render_error,
 )
+from dbmesh.sharding.autotables import DataNode
 from dbmesh.sharding.conditions import Hint
 
 if TYPE_CHECKING:
@@ -136,6 +138,8 @@ class PgShardCursor:
                 self._ready()
             elif t == 0x74:  # 't' ParameterDescription
                 self.param_oids = ParameterDescription.decode(payload).type_oids
+            elif t == 0x47:  # 'G' CopyInResponse: the data source waits for CopyData
+                self._ready()
             elif t == 0x6E:  # 'n' NoData
                 self._ready()
             elif t == 0x43:  # 'C'
@@ -513,6 +517,9 @@ class ShardedPg:
         if _SAVEPOINT.match(sql):
             raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SAVEPOINT",
                                       detail="savepoints on a sharded logical database")
+        if portal is None and sql.lstrip()[:4].upper() == "COPY":
+            await self._copy(sql)
+            return
         admin = _admin_parse(sql)
         if admin is not None:
             self._admin(admin)
@@ -612,6 +619,119 @@ class ShardedPg:
             raise errors.BackendError(errors.BACKEND_LOST, data_source=ds_name,
                                       detail="the connection holding this session's transaction was lost")
         await conn.run(verb)
+
+    # -- COPY --------------------------------------------------------------------------------------------------
+
+    async def _copy(self, sql: str) -> None:
+        m = _COPY_FROM.match(sql)
+        if m is None:
+            # COPY ... TO STDOUT and COPY (query): only where one data source holds everything.
+            plan = self.planner.plan(sql, (), hint=self.hint)
+            if len(plan.units) != 1:
+                raise errors.DbMeshError(errors.SHARDING_UNSUPPORTED, construct="COPY TO", tables=", ".join(
+                    plan.tables) or "?", detail="copying out of several data nodes; SELECT the rows instead")
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="COPY TO STDOUT",
+                                      detail="on a sharded logical database; SELECT the rows instead")
+        table = _unquote(m.group("table").split(".")[-1])
+        options = _copy_options(m.group("opts") or "")
+        csv_format = options.get("format", "text") == "csv"
+        if options.get("format") == "binary":
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="COPY FROM STDIN (FORMAT binary)",
+                                      detail="into a sharded logical database; use text or csv")
+        if options.get("header", "false") not in ("false", "off", "0"):
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="COPY FROM STDIN with HEADER",
+                                      detail="into a sharded logical database; send the rows without a header")
+        delimiter = options.get("delimiter", "," if csv_format else "\t")
+        delimiter = "\t" if delimiter == "\\t" else delimiter
+        null = options.get("null", "" if csv_format else "\\N")
+        rule_t = self.rule.table_rule(table)
+        if rule_t is not None:
+            nodes = list(rule_t.data_nodes)
+        elif self.rule.is_broadcast(table):
+            nodes = [DataNode(ds, table) for ds in self.rule.data_sources]
+        else:
+            nodes = [DataNode(self.rule.single_data_source(table), table)]
+        implicit = self.status == b"I" and len({n.data_source for n in nodes}) > 1
+        if implicit:
+            self.status, self.begin_sql, self.joined = b"T", "BEGIN", []
+        failed = True
+        try:
+            columns = [c.strip() for c in m.group("cols").split(",")] if m.group("cols") else None
+            meta = await self._columns(nodes[0])
+            if columns is None:
+                columns = [name for name, _t in meta]
+            types = dict(meta)
+            names = [_unquote(c).lower() for c in columns]
+            key_positions: list[tuple[int, str, str]] = []
+            if rule_t is not None:
+                for col in sorted(rule_t.sharding_columns):
+                    if col not in names:
+                        raise errors.DbMeshError(errors.SHARDING_NULL_VALUE, table=table, column=col)
+                    key_positions.append((names.index(col), col, types.get(col, "text")))
+            col_list = ", ".join(columns)
+            self.out.append(_msg(b"G", struct.pack(f"!bH{len(columns)}h", 0, len(columns), *([0] * len(columns)))))
+            self._flush()
+            copier = _Copier(self, nodes, col_list, m.group("opts") or "", self.rule.merge_max_rows_in_memory)
+            splitter = _RecordSplitter(csv_format)
+            total = 0
+            while True:
+                mtype, payload = await self.queue.get()
+                if mtype == 0x64:  # CopyData
+                    for record in splitter.feed(payload):
+                        total += 1
+                        await copier.add(self._copy_target(rule_t, nodes, record, key_positions, csv_format,
+                                                           delimiter, null, table), record)
+                elif mtype == 0x63:  # CopyDone
+                    rest = splitter.finish()
+                    if rest is not None:
+                        total += 1
+                        await copier.add(self._copy_target(rule_t, nodes, rest, key_positions, csv_format,
+                                                           delimiter, null, table), rest)
+                    await copier.done()
+                    break
+                elif mtype == 0x66:  # CopyFail
+                    await copier.fail(payload[:-1].decode("utf-8", "replace"))
+                    raise _Failed(_error_payload("57014", "COPY from stdin failed: "
+                                                 + payload[:-1].decode("utf-8", "replace")))
+                elif mtype in (0x48, 0x53):  # Flush and Sync are ignored during COPY, as the server does
+                    continue
+                else:
+                    await copier.fail("unexpected message during COPY")
+                    raise errors.ProtocolError(errors.PROTOCOL_MALFORMED,
+                                               detail=f"unexpected message type {chr(mtype)!r} during COPY")
+            if broadcast_count := (len(nodes) if rule_t is None and self.rule.is_broadcast(table) else 0):
+                total = copier.rows // max(1, broadcast_count)
+            self.out.append(_msg(b"C", f"COPY {total}".encode() + b"\x00"))
+            failed = False
+        finally:
+            if implicit:
+                await self._end_transaction("ROLLBACK" if failed else "COMMIT")
+
+    def _copy_target(self, rule_t: Any, nodes: list[DataNode], record: bytes, keys: list[tuple[int, str, str]],
+                     csv_format: bool, delimiter: str, null: str, table: str) -> list[DataNode]:
+        if rule_t is None:
+            return nodes
+        fields = _split_record(record, csv_format, delimiter, null)
+        values = {}
+        for pos, col, type_name in keys:
+            if pos >= len(fields):
+                raise _Failed(_error_payload("22P04", f"missing data for column \"{col}\""))
+            values[col] = _typed(fields[pos], type_name)
+        return [rule_t.route_value(values, self.hint)]
+
+    async def _columns(self, node: DataNode) -> list[tuple[str, str]]:
+        conn = await self._sticky(node.data_source)
+        raw = await conn.run(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() "
+            f"AND table_name = '{node.table.replace(chr(39), chr(39) * 2)}' ORDER BY ordinal_position")
+        out = []
+        for mtype, payload in _messages(raw):
+            if mtype == 0x44:
+                row = DataRow.decode(payload).values
+                out.append(((row[0] or b"").decode(), (row[1] or b"").decode()))
+        if not out:
+            raise _Failed(_error_payload("42P01", f'relation "{node.table}" does not exist'))
+        return out
 
     # -- extended query ----------------------------------------------------------------------------------------
 
@@ -858,6 +978,243 @@ class ShardedPg:
                                           detail=c.lost)
             if c.error is not None:
                 raise _Failed(c.error)
+
+
+class _Copier:
+    """Streams COPY rows to their data nodes: one COPY open per data source at a time (a connection runs one
+    statement); rows for a node that must wait are held in memory, bounded by the merge row cap."""
+
+    def __init__(self, owner: ShardedPg, nodes: list[DataNode], columns: str, options: str, cap: int) -> None:
+        self.owner = owner
+        self.columns = columns
+        self.options = options
+        self.cap = cap
+        self.open: dict[str, tuple[DataNode, PgShardCursor]] = {}
+        self.pending: dict[DataNode, list[bytes]] = {}
+        self.held = 0
+        self.rows = 0
+        self.tags: list[bytes] = []
+        self.out: dict[str, list[bytes]] = {}
+
+    async def add(self, targets: list[DataNode], record: bytes) -> None:
+        for node in targets:
+            self.rows += 1
+            current = self.open.get(node.data_source)
+            if current is None:
+                await self._start(node)
+                current = self.open[node.data_source]
+            if current[0] == node:
+                buf = self.out.setdefault(node.data_source, [])
+                buf.append(record)
+                if len(buf) >= 512:
+                    self._send(node.data_source)
+            else:
+                self.pending.setdefault(node, []).append(record)
+                self.held += 1
+                if self.held > self.cap:
+                    raise errors.DbMeshError(errors.MERGE_LIMIT_EXCEEDED, limit=self.cap,
+                                             construct="COPY into several tables on one data source")
+
+    async def _start(self, node: DataNode) -> None:
+        conn = await self.owner._sticky(node.data_source)
+        cursor = PgShardCursor(conn, 0)
+        conn.attach(cursor)
+        sql = f'COPY "{node.table}" ({self.columns}) FROM STDIN {self.options}'
+        conn.send(build_message(0x51, sql.encode() + b"\x00"), 1)
+        await cursor.header()
+        if cursor.error is not None or cursor.lost is not None:
+            await cursor.wait_done()
+            self._raise(cursor)
+        self.open[node.data_source] = (node, cursor)
+
+    def _send(self, ds: str) -> None:
+        buf = self.out.get(ds)
+        if buf:
+            _node, cursor = self.open[ds]
+            cursor.conn.send(build_message(0x64, b"".join(buf)), 0)
+            buf.clear()
+
+    async def _close(self, ds: str) -> None:
+        self._send(ds)
+        _node, cursor = self.open.pop(ds)
+        cursor.conn.send(build_message(0x63, b""), 0)
+        await cursor.wait_done()
+        self._raise(cursor)
+
+    @staticmethod
+    def _raise(cursor: PgShardCursor) -> None:
+        if cursor.lost is not None:
+            raise errors.BackendError(errors.BACKEND_LOST, data_source=cursor.conn.data_source.name,
+                                      detail=cursor.lost)
+        if cursor.error is not None:
+            raise _Failed(cursor.error)
+
+    async def done(self) -> None:
+        for ds in list(self.open):
+            await self._close(ds)
+        while self.pending:
+            node, records = next(iter(self.pending.items()))
+            del self.pending[node]
+            await self._start(node)
+            self.out[node.data_source] = records
+            await self._close(node.data_source)
+
+    async def fail(self, reason: str) -> None:
+        for _node, cursor in list(self.open.values()):
+            cursor.conn.send(build_message(0x66, reason.encode() + b"\x00"), 0)
+            await cursor.wait_done()
+        self.open.clear()
+
+
+class _RecordSplitter:
+    """Cuts a COPY data stream into records (lines; in CSV a quoted field may hold newlines)."""
+
+    def __init__(self, csv_format: bool) -> None:
+        self.csv = csv_format
+        self.buf = b""
+        self.in_quotes = False
+        self.scan = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buf += data
+        out = []
+        start = 0
+        i = self.scan
+        buf = self.buf
+        while True:
+            nl = buf.find(b"\n", i)
+            if nl < 0:
+                break
+            if self.csv:
+                self.in_quotes ^= buf.count(b'"', i, nl) % 2 == 1
+                if self.in_quotes:
+                    i = nl + 1
+                    continue
+            record = buf[start:nl + 1]
+            if record not in (b"\\.\n", b"\\.\r\n"):
+                out.append(record)
+            start = i = nl + 1
+        self.buf = buf[start:]
+        self.scan = i - start
+        return out
+
+    def finish(self) -> bytes | None:
+        rest = self.buf
+        self.buf = b""
+        if not rest or rest in (b"\\.",):
+            return None
+        return rest + b"\n"
+
+
+def _split_record(record: bytes, csv_format: bool, delimiter: str, null: str) -> list[str | None]:
+    text = record.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
+    if csv_format:
+        import csv
+
+        reader = csv.reader([text], delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        raw = next(reader, [])
+        # csv drops the quoting that tells '' (empty string) from an unquoted empty field (NULL): look again.
+        fields: list[str | None] = []
+        for value, piece in zip(raw, _csv_pieces(text, delimiter), strict=False):
+            fields.append(None if value == null and not piece.startswith('"') else value)
+        return fields
+    parts = text.split(delimiter)
+    return [None if p == null else _unescape(p) for p in parts]
+
+
+def _csv_pieces(text: str, delimiter: str) -> list[str]:
+    pieces: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == delimiter and not quoted:
+            pieces.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    pieces.append("".join(cur))
+    return pieces
+
+
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+
+
+def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    while i < len(field):
+        ch = field[i]
+        if ch == "\\" and i + 1 < len(field):
+            nxt = field[i + 1]
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+                i += 2
+                continue
+            if nxt.isdigit():
+                j = i + 1
+                while j < len(field) and j < i + 4 and field[j] in "01234567":
+                    j += 1
+                out.append(chr(int(field[i + 1:j], 8)))
+                i = j
+                continue
+            out.append(nxt)
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _typed(text: str | None, type_name: str) -> Any:
+    """A COPY field as the Python value the sharding algorithms expect for its column type."""
+    if text is None:
+        return None
+    t = type_name.lower()
+    if t in ("integer", "bigint", "smallint"):
+        return int(text)
+    if t == "numeric":
+        return Decimal(text)
+    if t in ("real", "double precision"):
+        return float(text)
+    if t == "date":
+        return datetime.date.fromisoformat(text)
+    if t.startswith("timestamp"):
+        return datetime.datetime.fromisoformat(text)
+    return text
+
+
+_COPY_FROM = re.compile(r"^\s*COPY\s+(?P<table>\"[^\"]+\"|[\w.]+)\s*(?:\((?P<cols>[^)]*)\))?\s*FROM\s+STDIN\b"
+                        r"(?P<opts>[^;]*?)\s*;?\s*$", re.I | re.S)
+_OPTION = re.compile(r"(\w+)\s+('(?:[^']|'')*'|\w+)", re.S)
+
+
+def _copy_options(text: str) -> dict[str, str]:
+    """COPY options in both syntaxes: `WITH (FORMAT csv, DELIMITER ';')` and the old `CSV DELIMITER ';'`."""
+    body = text.strip()
+    if body.upper().startswith("WITH"):
+        body = body[4:].strip()
+    body = body.strip("()")
+    opts: dict[str, str] = {}
+    words = body.replace(",", " ").split()
+    if words and words[0].lower() in ("csv", "binary"):
+        opts["format"] = words[0].lower()
+    for key, value in _OPTION.findall(body):
+        k = key.lower()
+        v = value[1:-1].replace("''", "'") if value.startswith("'") else value.lower()
+        if k in ("format", "delimiter", "null", "header", "quote", "escape", "encoding"):
+            opts[k] = v
+    if "header" not in opts and re.search(r"\bheader\b", body, re.I):
+        opts["header"] = "true"
+    return opts
+
+
+def _unquote(name: str) -> str:
+    name = name.strip()
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 async def _drain(cursor: PgShardCursor) -> AsyncIterator[bytes]:
