@@ -1,4 +1,4 @@
-"""Command line: `dbmesh serve`, `dbmesh check-config`, `dbmesh --version`."""
+"""Command line: `dbmesh serve`, `dbmesh check-config`, `dbmesh preview`, `dbmesh --version`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Literal
 
 from dbmesh import __version__, errors
 
@@ -62,6 +63,65 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tsv_cell(cell: str | None) -> str:
+    # As `mysql --batch` writes cells: one line per row, so tabs, newlines and backslashes are escaped.
+    if cell is None:
+        return "NULL"
+    return cell.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _print_result(columns: tuple[str, ...], rows: tuple[tuple[str | None, ...], ...]) -> None:
+    """A readable table on a terminal; tab-separated lines (header first) when piped."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*("NULL" if cell is None else cell for cell in row))
+        Console().print(table)
+        return
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join(_tsv_cell(cell) for cell in row))
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    try:
+        cfg = _load(args.config)
+    except errors.ConfigError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    from dbmesh.admin import AdminResult, Preview, execute_admin, parse_admin
+    from dbmesh.config import Config
+
+    assert isinstance(cfg, Config)
+    try:
+        if args.database is not None:
+            database = cfg.databases.get(args.database)
+            if database is None:
+                raise errors.SessionError(errors.AUTH_UNKNOWN_DATABASE, database=args.database)
+        elif len(cfg.databases) == 1:  # the only database needs no naming
+            database = next(iter(cfg.databases.values()))
+        else:
+            raise errors.SessionError(errors.NO_DATABASE_SELECTED)
+        # `dbmesh preview "PREVIEW SELECT ..."` means the same as without the keyword.
+        stmt = parse_admin(args.sql) if args.sql.lstrip()[:7].upper() == "PREVIEW" else None
+        if not isinstance(stmt, Preview):
+            stmt = Preview(args.sql.strip().rstrip(";").strip())
+        if not stmt.sql:
+            raise errors.DbMeshError(errors.SQL_SYNTAX, detail="the statement to preview is empty")
+        dialect: Literal["mysql", "postgres"] = args.dialect or (
+            "postgres" if database.default_data_source.protocol == "postgresql" else "mysql")
+        result = execute_admin(stmt, config=cfg, database=database, dialect=dialect)
+    except errors.DbMeshError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    assert isinstance(result, AdminResult)
+    _print_result(result.columns, result.rows)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dbmesh", description="Database-mesh sidecar for MySQL and PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"dbmesh {__version__}")
@@ -74,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--connect", action="store_true", help="also log in to every data source and report its version")
     p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("preview", help="show where a statement would run and the SQL each data source would get")
+    p.add_argument("--config", required=True, help="configuration directory (global.yaml, database-*.yaml)")
+    p.add_argument("--database", help="logical database (may be omitted when the config has only one)")
+    p.add_argument("--dialect", choices=["mysql", "postgres"],
+                   help="SQL dialect (default: the protocol of the database's data sources)")
+    p.add_argument("sql", help="the statement, e.g. \"SELECT * FROM t_order WHERE order_id = 1\"")
+    p.set_defaults(func=cmd_preview)
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

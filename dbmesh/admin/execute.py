@@ -48,6 +48,7 @@ from dbmesh.config import Config, Database, DataSource
 from dbmesh.errors import AUTH_UNKNOWN_DATABASE, NO_DATABASE_SELECTED, InternalError, SessionError
 from dbmesh.kernel.plan import Plan
 from dbmesh.sharding.conditions import Hint
+from dbmesh.sharding.rule import ShardingRule, sharding_rule_for
 
 Dialect = Literal["mysql", "postgres"]
 Cell = str | None
@@ -76,40 +77,18 @@ class HintChange:
 # ---------------------------------------------------------------------------------- the compiled rule API
 
 
-class _DataNode(Protocol):
-    @property
-    def data_source(self) -> str: ...
-
-    @property
-    def table(self) -> str: ...
-
-
-class _TableRule(Protocol):
-    @property
-    def logic_table(self) -> str: ...
-
-    @property
-    def data_nodes(self) -> Sequence[_DataNode]: ...
-
-
-class _ShardingRule(Protocol):
-    @property
-    def tables(self) -> Mapping[str, _TableRule]: ...
-
-
 class _Planner(Protocol):
     def plan(self, sql: str, params: Sequence[Any] = (), hint: Hint | None = None) -> Plan: ...
 
 
-def _sharding_rule(config: Config, database: Database) -> _ShardingRule | None:
+def _sharding_rule(config: Config, database: Database) -> ShardingRule | None:
     """The database's compiled sharding rule (None without sharding rules)."""
-    # Imported on use: the rule compiler and the planner import the kernel, which admin must not load for
-    # statements that never need it (and the CLI's SHOW statements work from the YAML alone).
-    module = importlib.import_module("dbmesh.sharding.rule")
-    return cast("_ShardingRule | None", module.sharding_rule_for(config, database))
+    return sharding_rule_for(config, database)
 
 
-def _planner(rule: _ShardingRule, dialect: Dialect) -> _Planner:
+def _planner(rule: ShardingRule, dialect: Dialect) -> _Planner:
+    # Imported on use: the planner loads the whole routing and rewriting kernel, which the SHOW statements
+    # (and the CLI) never need.
     module = importlib.import_module("dbmesh.kernel.planner")
     return cast(_Planner, module.Planner(rule, dialect))
 

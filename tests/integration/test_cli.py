@@ -51,3 +51,77 @@ def test_invalid_config_names_file_and_key_and_serve_starts_nothing(tmp_path: Pa
         err: Any = res.stderr
         assert "database-dbmesh_test.yaml" in err and "maxPoolSizee" in err, err
         assert "Traceback" not in err
+
+
+# -- dbmesh preview: no servers needed, the config alone decides ------------------------------------
+
+ADMIN_FIXTURE = ROOT / "tests" / "fixtures" / "admin"
+
+
+def test_preview_unsharded_database_prints_tab_separated_rows() -> None:
+    res = dbmesh("preview", "--config", str(ADMIN_FIXTURE), "--database", "plain_pg", "SELECT * FROM t WHERE id = 1;")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "data_source_name\tactual_sql\npg_0\tSELECT * FROM t WHERE id = 1\n"
+    assert res.stderr == ""
+
+
+def test_preview_escapes_tabs_and_newlines_and_accepts_the_keyword() -> None:
+    res = dbmesh("preview", "--config", str(ADMIN_FIXTURE), "--database", "plain_pg",
+                 "preview SELECT '\\a',\t1\nFROM t")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["data_source_name\tactual_sql", "pg_0\tSELECT '\\\\a',\\t1\\nFROM t"]
+
+
+def test_preview_errors_print_the_catalogue_message_and_exit_2(tmp_path: Path) -> None:
+    cases = [
+        (("--database", "nosuch_db", "SELECT 1"), "error: Unknown database 'nosuch_db'"),
+        (("SELECT 1",), "error: No database selected"),  # two databases in the config: which one is unclear
+        (("--database", "plain_pg", " ; "), "error: You have an error in your SQL syntax: the statement to preview is empty"),
+    ]
+    for args, message in cases:
+        res = dbmesh("preview", "--config", str(ADMIN_FIXTURE), *args)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert res.stderr.strip() == message and res.stdout == "", (args, res.stderr)
+    res = dbmesh("preview", "--config", str(tmp_path / "missing"), "--database", "x", "SELECT 1")
+    assert res.returncode == 2 and "not a directory" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_preview_single_database_needs_no_name(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "database-plain_pg.yaml").write_text((ADMIN_FIXTURE / "database-plain_pg.yaml").read_text())
+    res = dbmesh("preview", "--config", str(conf), "UPDATE t SET a = 2")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "data_source_name\tactual_sql\npg_0\tUPDATE t SET a = 2\n"
+
+
+def test_preview_on_a_terminal_draws_a_table() -> None:
+    import os
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dbmesh", "preview", "--config", str(ADMIN_FIXTURE), "--database",
+                               "plain_pg", "SELECT 42"], stdout=secondary, stderr=subprocess.PIPE, cwd=ROOT,
+                              stdin=subprocess.DEVNULL, timeout=30, check=False, env={**os.environ, "COLUMNS": "100"})
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 0, proc.stderr
+    assert "data_source_name" in out and "pg_0" in out and "SELECT 42" in out
+    assert "\t" not in out  # a drawn table, not the piped format
+    header = next(line for line in out.splitlines() if "data_source_name" in line)
+    assert header.strip()[0] in "│┃|", out
