@@ -55,8 +55,9 @@ _CLASSIFY_CACHE: dict[str, StatementInfo] = {}
 _CLASSIFY_CACHE_MAX = 8192
 
 _NO_REPLY = {Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA}
-_SHARDED_REFUSED = {Command.STMT_PREPARE, Command.STMT_EXECUTE, Command.STMT_RESET, Command.STMT_FETCH,
-                    Command.FIELD_LIST, Command.SET_OPTION}
+_SHARDED_PREPARED = {Command.STMT_PREPARE, Command.STMT_EXECUTE, Command.STMT_CLOSE, Command.STMT_RESET,
+                     Command.STMT_SEND_LONG_DATA}
+_SHARDED_REFUSED = {Command.STMT_FETCH, Command.FIELD_LIST, Command.SET_OPTION}
 
 
 # SQL bytes -> (text, info) for statements the hot path may forward without looking further.
@@ -267,10 +268,12 @@ class MySQLSession:
                 return
             self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
             return
+        if self.sharded is not None and cmd in _SHARDED_PREPARED:
+            self._sharded_prepared(cmd, payload)
+            return
         if self.sharded is not None and cmd in _SHARDED_REFUSED:
             self._error(errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=f"COM_{Command(cmd).name}",
-                                            detail="server-side prepared statements on a sharded logical database "
-                                                   "are not supported yet; use client-side parameter binding"))
+                                            detail="on a sharded logical database"))
             return
         if cmd == Command.STMT_PREPARE:
             sql = payload[1:].decode("utf-8", "replace")
@@ -348,6 +351,45 @@ class MySQLSession:
             self._dispatch(payload, seq)
 
     # -- sharded logical databases --------------------------------------------------------------------------------
+
+    def _sharded_prepared(self, cmd: int, payload: bytes) -> None:
+        sharded = self.sharded
+        assert sharded is not None
+        if cmd == Command.STMT_CLOSE:
+            sharded.close_prepared(payload[1:5])
+            self._next()
+            return
+        if cmd == Command.STMT_SEND_LONG_DATA:
+            # No reply is allowed; the EXECUTE that follows is refused (long data is not supported here).
+            st = sharded.prepared.get(payload[1:5])
+            if st is not None:
+                st.types = b"long data"
+            self._next()
+            return
+        if cmd == Command.STMT_RESET:
+            sharded._send_ok(0, 0, b"")
+            self._next()
+            return
+        stmt = _Statement(cmd, payload[1:].decode("utf-8", "replace") if cmd == Command.STMT_PREPARE else "",
+                          "prepare" if cmd == Command.STMT_PREPARE else "execute", None)
+        self.current = stmt
+        self.runtime.spawn(self._sharded_prepared_task(stmt, payload))
+
+    async def _sharded_prepared_task(self, stmt: _Statement, payload: bytes) -> None:
+        sharded = self.sharded
+        assert sharded is not None
+        try:
+            if stmt.command == Command.STMT_PREPARE:
+                await sharded.prepare(stmt.sql)
+            else:
+                await sharded.execute_prepared(payload)
+        finally:
+            self.current = None
+            self.status = sharded.status
+            self._account(stmt, 0, False)
+            if not self.closed:
+                sharded.idle()
+                self._next()
 
     def _run_sharded(self, stmt: _Statement) -> None:
         self.current = stmt

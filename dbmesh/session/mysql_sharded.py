@@ -14,18 +14,27 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import re
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dbmesh import errors
-from dbmesh._wire.mysql_framing import RESPONSE_RESULT, PacketReader, build_packet, lenenc_int
+from dbmesh._wire.mysql_framing import (
+    RESPONSE_PREPARE,
+    RESPONSE_RESULT,
+    PacketReader,
+    build_packet,
+    lenenc_int,
+)
 from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
 from dbmesh.config import Database, DataSource
 from dbmesh.kernel.execute import Lanes
-from dbmesh.kernel.plan import Plan, RouteUnit
+from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
+from dbmesh.protocol.mysql.binary import binary_row, decode_params, inline_params
 from dbmesh.protocol.mysql.constants import ColumnType, Status
 from dbmesh.protocol.mysql.packets import (
     ColumnDefinition41,
@@ -59,6 +68,16 @@ _SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(?:WOR
 _INFO_NUMBERS = re.compile(rb"(\w+): (\d+)")
 _ROWS_BUFFERED = 256  # rows a cursor holds before it pauses its data source (when it may)
 _FLUSH_BYTES = 1 << 16
+
+
+@dataclass
+class _Prepared:
+    """A prepared statement dbmesh owns on a sharded database."""
+
+    sql: str
+    param_count: int
+    columns: list[bytes]  # column definitions the client was told (visible, renamed)
+    types: bytes | None = None  # parameter types from the last execution that sent them
 
 
 class _Lease:
@@ -228,6 +247,8 @@ class ShardedMySQL:
         self.joined: list[str] = []  # data sources the open transaction has begun on, in join order
         self.hint: Hint | None = None
         self._writable: asyncio.Event | None = None
+        self.prepared: dict[bytes, _Prepared] = {}
+        self._next_stmt = 0
 
     # -- status ------------------------------------------------------------------------------------------------
 
@@ -493,6 +514,102 @@ class ShardedMySQL:
             self.hint = apply_hint_change(self.hint, result)
             self._send_ok(0, 0, b"")
 
+    # -- server-side prepared statements -----------------------------------------------------------------------
+    #
+    # dbmesh owns the statement: its id, its parameter count and its result columns (learnt once from a data source
+    # preparing one route unit). Each execution is planned with the bound values and run as text statements with the
+    # values inlined; rows come back in the text protocol and are re-encoded as binary rows, as the server would.
+
+    async def prepare(self, sql: str) -> None:
+        try:
+            shape = self.runtime.parse_cache("mysql").get_prepared(sql, "mysql")
+            n = shape.param_count
+            plan = self._dummy_plan(sql, n)
+            unit = plan.units[0]
+            conn = await self._sticky(unit.data_source)
+            raw = await conn.run(b"\x16" + unit.sql.encode(), RESPONSE_PREPARE)
+        except errors.DbMeshError as exc:
+            self._send_error(exc)
+            return
+        except BackendQueryError as exc:
+            self.session.frontend.send_err_packet(exc.err.code, exc.err.sqlstate, exc.err.message, 1)
+            return
+        reader = PacketReader(max_payload=1 << 30)
+        reader.feed(raw)
+        packets = []
+        while (p := reader.read()) is not None:
+            packets.append(p)
+        head = packets[0]
+        backend_id = head[1:5]
+        ncols, nparams = struct.unpack_from("<HH", head, 5)
+        conn.send_no_reply(build_packet(b"\x19" + backend_id, 0))
+        eof = 0 if conn.deprecate_eof else 1
+        param_defs = packets[1:1 + nparams]
+        col_start = 1 + nparams + (eof if nparams else 0)
+        columns = packets[col_start:col_start + ncols]
+        visible = plan.merge.visible if plan.merge is not None else ncols
+        tables = {a: lg for u in plan.units for a, lg in u.tables}
+        columns = [_rename_column(c, tables, self.database.name) for c in columns[:visible]]
+        if len(param_defs) != n:
+            param_defs = [ColumnDefinition41("?", ColumnType.VAR_STRING, 63, 0).encode()] * n
+        self._next_stmt += 1
+        stmt_id = self._next_stmt
+        self.prepared[stmt_id.to_bytes(4, "little")] = _Prepared(sql, n, columns)
+        out = [b"\x00" + stmt_id.to_bytes(4, "little") + struct.pack("<HH", len(columns), n) + b"\x00\x00\x00"]
+        deprecate_eof = self.session.deprecate_eof
+        if n:
+            out += param_defs
+            if not deprecate_eof:
+                out.append(eof_packet(self.status))
+        if columns:
+            out += columns
+            if not deprecate_eof:
+                out.append(eof_packet(self.status))
+        self.session.frontend.write(b"".join(build_packet(p, i + 1) for i, p in enumerate(out)))
+
+    def _dummy_plan(self, sql: str, n: int) -> Plan:
+        """A plan for learning a statement's shape: any values that route will do."""
+        first: errors.DbMeshError | None = None
+        for dummy in (0, "0", datetime.datetime(2000, 1, 1)):
+            try:
+                return self.planner.plan(sql, (dummy,) * n, hint=self.hint)
+            except errors.DbMeshError as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    async def execute_prepared(self, payload: bytes) -> None:
+        st = self.prepared.get(payload[1:5])
+        if st is None:
+            self._send_error(errors.ProtocolError(errors.PROTOCOL_UNKNOWN_STATEMENT,
+                                                  stmt_id=int.from_bytes(payload[1:5], "little"),
+                                                  command="mysqld_stmt_execute"))
+            return
+        try:
+            if st.types == b"long data":
+                st.types = None
+                raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="COM_STMT_SEND_LONG_DATA",
+                                          detail="on a sharded logical database; bind the value directly")
+            params, st.types = decode_params(payload[1:], st.param_count, st.types)
+            plan = self.planner.plan(st.sql, params, hint=self.hint)
+            if not self.autocommit and not self.txn_open and plan.kind != "other":
+                self._open_transaction("BEGIN")
+            escapes = "NO_BACKSLASH_ESCAPES" not in self.session.vars.get("sql_mode", "").upper()
+            units = tuple(RouteUnit(u.data_source, inline_params(u.sql, u.params, backslash_escapes=escapes),
+                                    (), u.tables) for u in plan.units)
+            plan = Plan(plan.kind, units, plan.merge, plan.generated_keys, plan.tables)
+            if plan.kind == "query" or st.columns:
+                await self._merged_query(plan, binary_columns=st.columns)
+            else:
+                await self.execute(plan)
+        except errors.DbMeshError as exc:
+            self._send_error(exc)
+        except BackendQueryError as exc:
+            self.session.frontend.send_err_packet(exc.err.code, exc.err.sqlstate, exc.err.message, 1)
+
+    def close_prepared(self, stmt_id: bytes) -> None:
+        self.prepared.pop(stmt_id, None)
+
     # -- execution ---------------------------------------------------------------------------------------------
 
     async def execute(self, plan: Plan) -> None:
@@ -525,11 +642,12 @@ class ShardedMySQL:
 
         return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done)
 
-    async def _merged_query(self, plan: Plan) -> None:
+    async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None) -> None:
         from dbmesh.kernel.merge import merge, mysql_text_codec
 
         spec = plan.merge
-        assert spec is not None
+        if spec is None:
+            spec = MergeSpec(visible=-1)
         lanes = self._lanes(plan)
         try:
             cursors = [await lanes.cursor(i) for i in range(len(plan.units))]
@@ -539,7 +657,10 @@ class ShardedMySQL:
             head = next((c for c in cursors if c.ncols >= 0), None)
             if head is None:
                 raise errors.InternalError("a sharded SELECT returned no result set")
-            codec = mysql_text_codec([ColumnDefinition41.decode(p) for p in head.columns])
+            column_defs = [ColumnDefinition41.decode(p) for p in head.columns]
+            codec = mysql_text_codec(column_defs)
+            if spec.visible < 0:
+                spec = MergeSpec(visible=len(head.columns))
             tables = {a: lg for u in plan.units for a, lg in u.tables}
             col_payloads = [_rename_column(p, tables, self.database.name) for p in head.columns[:spec.visible]]
             out = [build_packet(lenenc_int(spec.visible), 1)]
@@ -553,8 +674,11 @@ class ShardedMySQL:
                 seq += 1
             write = self.session.frontend.write
             size = 0
+            visible_defs = column_defs[:spec.visible]
             async for row in merge(spec, cursors, codec, max_rows=self.rule.merge_max_rows_in_memory,
                                    dialect="mysql"):
+                if binary_columns is not None:
+                    row = binary_row(codec.split(row), visible_defs)
                 frame = build_packet(row, seq & 0xFF)
                 seq += 1
                 out.append(frame)
