@@ -271,11 +271,7 @@ def _storage_unit_row(ds: DataSource) -> tuple[Cell, ...]:
 
 
 def _show_broadcast(database: Database) -> AdminResult:
-    rows: list[tuple[Cell, ...]] = []
-    for kind in ("BROADCAST", "SHARDING"):  # ShardingSphere before 5.4 kept broadcastTables in !SHARDING
-        key = "tables" if kind == "BROADCAST" else "broadcastTables"
-        for body in _rule_bodies(database, kind):
-            rows.extend((_text(t),) for t in _as_sequence(body.get(key)))
+    rows = [(_text(t),) for body in _rule_bodies(database, "BROADCAST") for t in _as_sequence(body.get("tables"))]
     return AdminResult(("broadcast_table",), tuple(rows))
 
 
