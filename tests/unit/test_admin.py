@@ -246,7 +246,8 @@ def test_show_sharding_table_nodes(config: Config) -> None:
         # autoTable: table i on actualDataSources[i mod 2]
         "t_account": "ds_0.t_account_0, ds_1.t_account_1, ds_0.t_account_2, ds_1.t_account_3",
     }
-    assert len(result.rows) == 4
+    # ShardingSphere's order: `tables` then `autoTables`, each as configured
+    assert [row[0] for row in result.rows] == ["t_order", "t_order_item", "t_hinted", "t_account"]
     assert table(config, "SHOW SHARDING TABLE NODES T_Account").rows == (
         ("t_account", "ds_0.t_account_0, ds_1.t_account_1, ds_0.t_account_2, ds_1.t_account_3"),)
     assert table(config, "SHOW SHARDING TABLE NODES t_missing").rows == ()
