@@ -1,0 +1,109 @@
+"""Sharded dbmesh against one plain MariaDB database, through PyMySQL (text protocol): queries, placement, writes.
+
+See tests/differential/conftest.py for how both sides are built and queries.py for the corpus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.differential import dataset
+from tests.differential.conftest import SELFCHECK, DiffEnv, Pair
+from tests.differential.harness import Result, assert_same, catch, misplaced_rows, mysql_connect, run_mysql
+from tests.differential.queries import CASES, REFUSED, Case, Refused
+from tests.differential.scenarios import SCENARIOS, check_refused, ids, reset_ledger, run_scenario
+from tests.support.sharded import fetch_nodes, index_count, table_exists
+
+MYSQL_CASES = [c for c in CASES if "mysql" in c.dialects]
+
+
+@pytest.mark.parametrize("table", dataset.TABLES, ids=lambda t: t.name)
+def test_rows_loaded_through_dbmesh_are_on_their_data_nodes(mysql_env: DiffEnv, table: dataset.Table) -> None:
+    problems = misplaced_rows(mysql_env.server, mysql_env.physical, table, dataset.rows_of(table))
+    assert not problems, f"{table.name}: " + "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", MYSQL_CASES, ids=ids(MYSQL_CASES))
+def test_query(mysql_pair: Pair, case: Case) -> None:
+    sql = case.sql_for("mysql")
+    plain = catch(lambda: run_mysql(mysql_pair.plain, sql, case.params))
+    mesh = catch(lambda: run_mysql(mysql_pair.mesh, sql, case.params))
+    assert_same(sql, plain, mesh, ordered=case.ordered, ci=case.ci)
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=ids(REFUSED))
+def test_refused(mysql_pair: Pair, case: Refused) -> None:
+    plain = catch(lambda: run_mysql(mysql_pair.plain, case.sql))
+    mesh = catch(lambda: run_mysql(mysql_pair.mesh, case.sql))
+    check_refused(case.sql, case.construct, plain, mesh, errno=1235, sqlstate="42000")
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_write_scenario(mysql_env: DiffEnv, name: str) -> None:
+    reset_ledger(mysql_env.server, dataset.PLAIN_DB, dataset.MIRROR_DB if SELFCHECK else None)
+    plain, mesh = mysql_connect(mysql_env.plain), mysql_connect(mysql_env.mesh)
+    try:
+        run_scenario(name, "mysql", lambda sql: run_mysql(plain, sql), lambda sql: run_mysql(mesh, sql),
+                     mysql_env.server, check_placement=not SELFCHECK)
+    finally:
+        plain.close()
+        mesh.close()
+
+
+def test_insert_without_key_generates_snowflake_keys(mysql_env: DiffEnv) -> None:
+    """The key column left out: dbmesh generates distinct keys, routes each row by its key, and reports the first
+    row's key as the last insert id."""
+    reset_ledger(mysql_env.server, dataset.PLAIN_DB, dataset.MIRROR_DB if SELFCHECK else None)
+    conn = mysql_connect(mysql_env.mesh)
+    try:
+        with conn.cursor() as cur:
+            affected = cur.execute("INSERT INTO t_ledger (user_id, kind, delta, memo) VALUES "
+                                   "(5, 'gen', 1.00, NULL), (6, 'gen', 2.00, 'x'), (7, 'gen', 3.00, NULL), "
+                                   "(8, 'gen', 4.00, 'y')")
+            last_id = cur.lastrowid
+        generated = run_mysql(conn, "SELECT ledger_id, user_id, kind, delta, memo FROM t_ledger WHERE kind = 'gen' "
+                                    "ORDER BY delta").rows
+    finally:
+        conn.close()
+    assert affected == 4
+    assert [r[1] for r in generated] == [5, 6, 7, 8]
+    keys = [r[0] for r in generated]
+    assert len(set(keys)) == 4 and all(k > 0 for k in keys), keys
+    assert last_id == keys[0], (last_id, keys)
+    problems = misplaced_rows(mysql_env.server, mysql_env.physical, dataset.T_LEDGER,
+                              [*dataset.ledger(), *generated])
+    assert not problems, "\n".join(problems)
+
+
+def test_ddl_fans_out_to_every_actual_table(mysql_env: DiffEnv) -> None:
+    """CREATE TABLE / CREATE INDEX / TRUNCATE / DROP of a sharded table through dbmesh reach all its actual tables."""
+    server, nodes = mysql_env.server, dataset.modulo_nodes("t_extra")
+    conn = mysql_connect(mysql_env.mesh)
+
+    def run(sql: str) -> Any:
+        result = catch(lambda: run_mysql(conn, sql))
+        assert isinstance(result, Result), f"{sql}: {result}"
+        return result
+
+    try:
+        run(dataset.T_EXTRA_DDL)
+        assert [table_exists(server, "mysql", dataset.PHYSICAL[ds], t) for ds, t in nodes] == [True] * 4
+        run("CREATE INDEX idx_extra_user ON t_extra (user_id)")
+        assert [index_count(server, "mysql", dataset.PHYSICAL[ds], t, "user_id") for ds, t in nodes] == [1] * 4
+        assert run("INSERT INTO t_extra (extra_id, user_id, label) VALUES (1, 1, 'a'), (2, 1, 'b'), (3, 2, 'c'), "
+                   "(4, 2, 'd'), (5, 3, 'e')").affected == 5
+        counts = [len(rows) for rows in _node_rows(mysql_env, nodes, "extra_id").values()]
+        assert counts == [1, 1, 1, 2], counts  # by user % 2, then id % 2: ds_0 {4} {3}, ds_1 {2} {1, 5}
+        run("TRUNCATE TABLE t_extra")
+        assert [len(r) for r in _node_rows(mysql_env, nodes, "extra_id").values()] == [0] * 4
+        assert run("SELECT COUNT(*) FROM t_extra").rows == [(0,)]
+        run("DROP TABLE t_extra")
+        assert [table_exists(server, "mysql", dataset.PHYSICAL[ds], t) for ds, t in nodes] == [False] * 4
+    finally:
+        conn.close()
+
+
+def _node_rows(env: DiffEnv, nodes: list[tuple[str, str]], columns: str) -> dict[tuple[str, str], list[Any]]:
+    return fetch_nodes(env.server, env.physical, nodes, columns)
