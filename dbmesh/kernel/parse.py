@@ -49,6 +49,7 @@ __all__ = [
     "Shape",
     "ShapeError",
     "SqlParseError",
+    "mark_parameters",
     "normalize",
     "parse",
 ]
@@ -781,6 +782,49 @@ def _pinned_key(shape: Shape, indices: tuple[int, ...]) -> str:
     # A pin-set entry and its templates live in one dict; "\x00\x00" cannot occur in a shape key.
     # Length-prefixed texts: literal texts may themselves contain NUL.
     return shape.key + "\x00\x00" + "".join(f"{len(t)}:{t}" for t in (shape.literals[i].text for i in indices))
+
+
+PARAMETER_MARKER: Final = re.compile(r"__dbmesh_p([0-9]+)__")
+
+
+def mark_parameters(sql: str, dialect: str) -> tuple[str, int]:
+    """The statement with each parameter (MySQL ``?``, PostgreSQL ``$n``) replaced by the identifier
+    ``__dbmesh_p<i>__`` (i zero-based: the i-th ``?`` in the text, or ``$<i+1>``), and how many values it takes.
+
+    The marked text parses like any statement (the markers are column names to sqlglot, so its shape cache keys
+    them as text), and its trees can be rewritten freely: whatever order a generator writes the markers in,
+    ``PARAMETER_MARKER`` finds them in the output, which is how the caller renumbers its values. Raises
+    SqlParseError when the scanner cannot locate the parameters, and ValueError when the text already contains
+    a marker (it would be taken for a parameter).
+
+    >>> mark_parameters("SELECT * FROM t WHERE a = ? LIMIT ?, ?", "mysql")
+    ('SELECT * FROM t WHERE a = __dbmesh_p0__ LIMIT __dbmesh_p1__, __dbmesh_p2__', 3)
+    >>> mark_parameters("SELECT $2 FROM t WHERE a = $1::text", "postgres")
+    ('SELECT __dbmesh_p1__ FROM t WHERE a = __dbmesh_p0__::text', 2)
+    """
+    dialect = _dialect_name(dialect)
+    if "__dbmesh_p" in sql and PARAMETER_MARKER.search(sql):
+        raise ValueError("the statement contains a parameter marker name")
+    try:
+        markers = _scan(sql, dialect).markers
+    except ShapeError as error:
+        raise SqlParseError(f"cannot locate the parameters of this statement: {error}") from error
+    parts: list[str] = []
+    last = count = 0
+    for i, start in enumerate(markers):
+        if dialect == "postgres":
+            m = _PG_PARAM.match(sql, start)
+            assert m is not None  # the scanner matched the same pattern here
+            index, end = int(m.group()[1:]) - 1, m.end()
+            if index < 0:
+                raise SqlParseError("parameter $0 does not exist")
+        else:
+            index, end = i, start + 1
+        parts += [sql[last:start], f"__dbmesh_p{index}__"]
+        last = end
+        count = max(count, index + 1)
+    parts.append(sql[last:])
+    return "".join(parts), count
 
 
 _DEFAULT_CACHE = ParseCache()

@@ -1,0 +1,203 @@
+"""The planner: parse a statement (shape cache), route it with the sharding rule, rewrite it per route unit, and
+return a frozen Plan (see dbmesh.kernel.plan).
+
+Fast path. Everything that depends only on a statement's shape (kind, tables, which literal or parameter slots
+feed which sharding condition, INSERT rows, where the logic table names sit in the text) is analysed once per
+parse-cache template and kept. A repeated statement then costs the parse cache lookup, the evaluation of a few
+slots, the rule's routing, and, when no tree rewrite is needed (one unit; or DML/DDL/plain SELECT fanned out),
+a splice of actual table names into the client's own text. Statements that need derived columns, LIMIT rewriting,
+INSERT splitting or generated keys are rewritten on sqlglot trees and generated.
+
+>>> from dbmesh.config import load_config
+>>> from dbmesh.sharding.rule import sharding_rule_for
+>>> config = load_config("rules/sharding-mysql")
+>>> planner = Planner(sharding_rule_for(config, config.databases["sharding_db"]), "mysql")
+>>> plan = planner.plan("SELECT * FROM t_order WHERE user_id = 1 AND order_id = ?", [3])
+>>> [(u.data_source, u.sql, u.params) for u in plan.units], plan.merge
+([('ds_1', 'SELECT * FROM t_order_1 WHERE user_id = 1 AND order_id = ?', (3,))], None)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from dbmesh.kernel.hint import merge_hints, parse_hint
+from dbmesh.kernel.parse import ParseCache, ParsedStatement, SqlParseError, mark_parameters
+from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
+from dbmesh.kernel.rewrite.generated_keys import add_generated_key
+from dbmesh.kernel.rewrite.index_names import actual_index_name, rename_index
+from dbmesh.kernel.rewrite.insert_rows import keep_rows
+from dbmesh.kernel.rewrite.pagination import PaginationError, paginate
+from dbmesh.kernel.rewrite.projections import plan_projections
+from dbmesh.kernel.rewrite.tables import rename_tables
+from dbmesh.kernel.rewrite.text import render_markers, restore_markers, splice
+from dbmesh.kernel.route.analysis import Analysis, Analyzer
+from dbmesh.kernel.route.engine import Router, Routing, Target
+from dbmesh.kernel.route.errors import syntax, unsupported
+from dbmesh.kernel.route.protocols import ShardingRuleLike
+from dbmesh.sharding.conditions import Hint
+
+__all__ = ["Planner"]
+
+
+class Planner:
+    """Plans statements of one logical database and dialect against its sharding rule."""
+
+    def __init__(self, rule: ShardingRuleLike, dialect: Literal["mysql", "postgres"],
+                 cache: ParseCache | None = None) -> None:
+        self.rule = rule
+        self.dialect = dialect
+        self.cache = cache if cache is not None else ParseCache()
+        self._analyzer = Analyzer(rule, dialect)
+        self._router = Router(rule)
+        # Analyses by parse-cache template (identity checked: ids of evicted templates may be reused).
+        self._shapes: OrderedDict[int, tuple[exp.Expr, Analysis]] = OrderedDict()
+        self._max_shapes = self.cache.max_entries
+        self._routes_tables = bool(rule.tables) or bool(rule.broadcast_tables)
+
+    # ------------------------------------------------------------------------------------------------- API
+
+    def plan(self, sql: str, params: Sequence[Any] = (), hint: Hint | None = None) -> Plan:
+        """Route and rewrite one statement. `params` are the values of its placeholders (MySQL `?`, PostgreSQL
+        `$n`), if any; `hint` is the session's hint (a SHARDINGSPHERE_HINT comment in `sql` overrides it)."""
+        dialect = self.dialect
+        if "SHARDINGSPHERE_HINT" in sql:
+            hint = merge_hints(hint, parse_hint(sql))
+        values = tuple(params)
+        text = sql
+        if values:
+            try:
+                text, _ = mark_parameters(sql, dialect)
+            except (SqlParseError, ValueError) as error:
+                raise syntax(str(error)) from error
+        try:
+            parsed = self.cache.get(text, dialect)
+        except SqlParseError as error:
+            if not self._routes_tables:
+                return Plan("other", (RouteUnit(self.rule.default_data_source, sql, values),))
+            raise syntax(str(error.args_map.get("detail", error))) from error
+        a = self._analysis(parsed, text)
+        if hint is not None and hint.data_source is not None:
+            # ShardingSphere's dataSourceName hint: the statement goes there as written.
+            return Plan(a.kind, (RouteUnit(hint.data_source, sql, values),), tables=a.tables)
+        routing = self._router.route(a, parsed, values, hint)
+        if hint is not None and hint.skip_sql_rewrite:
+            return self._unrewritten(a, routing, sql, values)
+        if a.statement == "select" and routing.multi:
+            units, merge = self._select_units(a, routing, parsed, text, values)
+            return Plan(a.kind, units, merge, tables=a.tables)
+        if a.insert is not None and (routing.multi or routing.generated_keys):
+            return Plan(a.kind, self._insert_units(a, routing, parsed, values), None, routing.generated_keys,
+                        a.tables)
+        units = tuple(self._renamed(a, t, parsed, text, sql, values) for t in routing.targets)
+        return Plan(a.kind, units, None, routing.generated_keys, a.tables)
+
+    # ----------------------------------------------------------------------------------------- analysis
+
+    def _analysis(self, parsed: ParsedStatement, text: str) -> Analysis:
+        tree = parsed.tree
+        key = id(tree)
+        entry = self._shapes.get(key)
+        if entry is not None and entry[0] is tree:
+            self._shapes.move_to_end(key)
+            return entry[1]
+        try:
+            positioned: exp.Expr | None = sqlglot.parse_one(text, read=self.dialect)
+        except SqlglotError:  # pragma: no cover - the parse cache parsed the same text
+            positioned = None
+        literal_spans = [(lit.start, lit.start + len(lit.text)) for lit in parsed.literals]
+        analysis = self._analyzer.analyse(tree, text, positioned, literal_spans)
+        if parsed.cached:
+            self._shapes[key] = (tree, analysis)
+            if len(self._shapes) > self._max_shapes:
+                self._shapes.popitem(last=False)
+        return analysis
+
+    # -------------------------------------------------------------------------------------------- units
+
+    @staticmethod
+    def _pairs(target: Target) -> tuple[tuple[str, str], ...]:
+        return tuple((actual, logic) for logic, actual in target.tables.items())
+
+    def _renamed(self, a: Analysis, target: Target, parsed: ParsedStatement, text: str, sql: str,
+                 values: tuple[Any, ...]) -> RouteUnit:
+        """A unit whose SQL is the client's with logic tables renamed (in the text itself when possible)."""
+        if not target.tables:
+            return RouteUnit(target.data_source, sql, values)
+        if a.spans is not None:
+            literals = parsed.literals
+            edits: list[tuple[int, int, str]] = []
+            for span in a.spans:
+                base = literals[span.anchor - 1].start + len(literals[span.anchor - 1].text) if span.anchor else 0
+                actual = target.tables[span.logic]
+                name = actual if span.kind == "table" else actual_index_name(span.name, actual)
+                start = base + span.delta
+                edits.append((start, start + span.length, f"{span.quote}{name}{span.quote}"))
+            return RouteUnit(target.data_source, restore_markers(splice(text, edits), self.dialect), values,
+                             self._pairs(target))
+        tree = rename_tables(parsed.bound(), target.tables)
+        if a.index_ddl and a.sharded:
+            tree = rename_index(tree, target.tables[a.refs[a.sharded[0]].name])
+        out, unit_values = render_markers(tree.sql(self.dialect), self.dialect, values)
+        return RouteUnit(target.data_source, out, unit_values, self._pairs(target))
+
+    def _select_units(self, a: Analysis, routing: Routing, parsed: ParsedStatement, text: str,
+                      values: tuple[Any, ...]) -> tuple[tuple[RouteUnit, ...], MergeSpec]:
+        names = [a.refs[i].name for i in a.sharded]
+        bound = parsed.bound()
+        assert isinstance(bound, exp.Select)
+        projections = plan_projections(bound, self.dialect, names)
+        keep_limit = not projections.grouped and not (projections.distinct and projections.derived)
+        try:
+            page = paginate(projections.tree, self.dialect, values, keep_limit, len(values))
+        except PaginationError as error:
+            raise unsupported("LIMIT/OFFSET", names, str(error)) from error
+        merge = MergeSpec(
+            visible=projections.visible, order_by=projections.order_by, group_by=projections.group_by,
+            aggregates=projections.aggregates, grouped=projections.grouped,
+            shards_sorted_by_group=projections.shards_sorted_by_group, distinct=projections.distinct,
+            having=projections.having, offset=page.offset, limit=page.limit)
+        paged = bound.args.get("limit") is not None or bound.args.get("offset") is not None
+        if not projections.changed and not paged and a.spans is not None:
+            units = tuple(self._renamed(a, t, parsed, text, "", values) for t in routing.targets)
+            return units, merge
+        all_values = values + tuple(page.extra_params)
+        units_list = []
+        for target in routing.targets:
+            sql = rename_tables(page.tree, target.tables).sql(self.dialect)
+            out, unit_values = render_markers(sql, self.dialect, all_values)
+            units_list.append(RouteUnit(target.data_source, out, unit_values, self._pairs(target)))
+        return tuple(units_list), merge
+
+    def _insert_units(self, a: Analysis, routing: Routing, parsed: ParsedStatement,
+                      values: tuple[Any, ...]) -> tuple[RouteUnit, ...]:
+        info = a.insert
+        assert info is not None
+        tree: exp.Expr = parsed.bound()
+        if info.generate_key is not None and routing.generated_keys:
+            tree = add_generated_key(tree, info.generate_key, routing.generated_keys)
+        units = []
+        for target in routing.targets:
+            unit_tree = keep_rows(tree, target.rows) if routing.multi and target.rows is not None else tree
+            sql = rename_tables(unit_tree, target.tables).sql(self.dialect)
+            out, unit_values = render_markers(sql, self.dialect, values)
+            units.append(RouteUnit(target.data_source, out, unit_values, self._pairs(target)))
+        return tuple(units)
+
+    def _unrewritten(self, a: Analysis, routing: Routing, sql: str, values: tuple[Any, ...]) -> Plan:
+        """skipSQLRewrite: the statement as written, once per data source the route reaches."""
+        sources: list[str] = []
+        for t in routing.targets:
+            if t.data_source not in sources:
+                sources.append(t.data_source)
+        if len(sources) > 1 and a.statement == "select":
+            raise unsupported("skipSQLRewrite", [a.refs[i].name for i in a.sharded],
+                              "an unrewritten SELECT on several data sources cannot be merged")
+        units = tuple(RouteUnit(ds, sql, values) for ds in sources)
+        return Plan(a.kind, units, None, routing.generated_keys, a.tables)
