@@ -613,6 +613,11 @@ class _ShardingCompiler:
             raise kloc.at("shardingColumns").error(f"a column is listed twice in {', '.join(spelled)}")
         if not isinstance(algorithm, wanted):
             raise name_loc.error(f"algorithm {name!r} ({algorithm.TYPE}) cannot serve a {kind} strategy")
+        if isinstance(algorithm, ComplexInlineShardingAlgorithm) and algorithm.sharding_columns and len(
+                algorithm.sharding_columns) != len(spelled):
+            # ShardingSphere fails every statement then (its error 53); say so at load.
+            raise name_loc.error(f"algorithm {name!r} lists {len(algorithm.sharding_columns)} sharding-columns but "
+                                 f"the strategy has {len(spelled)} ({', '.join(spelled)})")
         return _Compiled(Strategy(kind, lowered, name, algorithm), spelled, kloc)
 
     def _placement(self, compiled: _Compiled, *, auto: bool) -> None:
@@ -690,13 +695,19 @@ class _ShardingCompiler:
                       prefix: str) -> None:
         """ShardingSphere's startup check of INLINE standard strategies: the expression evaluated with Integer 1
         must start with the nodes' prefix (so a typo in the expression or its column fails at load)."""
-        if compiled is None or not isinstance(compiled.strategy.algorithm, InlineShardingAlgorithm):
+        algorithm = compiled.strategy.algorithm if compiled is not None else None
+        if compiled is None or not isinstance(algorithm, InlineShardingAlgorithm):
             return
+        loc = compiled.loc.at("shardingAlgorithmName") if own else table_loc
+        source = "" if own else f"default{side[0].upper()}{side[1:]} "
+        column = compiled.spelled[0]
+        if column not in algorithm.expression.text:
+            # ShardingSphere's check runs the algorithm, which refuses this (its error 52) at start-up too.
+            raise loc.error(f"{source}algorithm {compiled.strategy.algorithm_name!r}: algorithm-expression "
+                            f"{algorithm.expression.text!r} does not mention sharding column {column!r}")
         try:
-            compiled.strategy.algorithm.check_prefix(compiled.spelled[0], prefix)
+            algorithm.check_prefix(column, prefix)
         except ConfigError as exc:
-            loc = compiled.loc.at("shardingAlgorithmName") if own else table_loc
-            source = "" if own else f"default{side[0].upper()}{side[1:]} "
             raise loc.error(f"{source}algorithm {compiled.strategy.algorithm_name!r}: {exc.detail}") from exc
 
     def _tables(self) -> None:

@@ -314,7 +314,19 @@ VALIDATION_CASES: list[tuple[str, list[tuple[str, Any]], str, str]] = [
      "rules[0].autoTables.T_ORDER", "already defined at rules[0].tables.t_order"),
     ("inline expression on another column", [("SHARDING", _with("shardingAlgorithms.db_inline",
                                                                 inline("ds_${uid % 2}")))],
-     f"{T}.databaseStrategy.standard.shardingAlgorithmName", "evaluating with user_id=1 failed"),
+     f"{T}.databaseStrategy.standard.shardingAlgorithmName", "does not mention sharding column 'user_id'"),
+    ("inline expression without the column", [("SHARDING", _with("shardingAlgorithms.db_inline",
+                                                                 inline("ds_${1 % 2}")))],
+     f"{T}.databaseStrategy.standard.shardingAlgorithmName", "does not mention sharding column 'user_id'"),
+    ("default inline expression on another column", [("SHARDING", {
+        "tables": {"t": {"actualDataNodes": "ds_${0..1}.t"}}, "defaultDatabaseStrategy": standard("id", "db"),
+        "shardingAlgorithms": {"db": inline("ds_${user_id % 2}")}})],
+     "rules[0].tables.t", "defaultDatabaseStrategy algorithm 'db': evaluating with id=1 failed"),
+    ("complex sharding-columns count", [("SHARDING", _with("tables.t_order.databaseStrategy", {"complex": {
+        "shardingColumns": "user_id,order_id", "shardingAlgorithmName": "cx"}}) | {"shardingAlgorithms": {
+            **order_rule()["shardingAlgorithms"], "cx": {"type": "COMPLEX_INLINE", "props": {
+                "algorithm-expression": "ds_${user_id % 2}", "sharding-columns": "user_id"}}}})],
+     f"{T}.databaseStrategy.complex.shardingAlgorithmName", "lists 1 sharding-columns but the strategy has 2"),
     ("inline expression with another prefix", [("SHARDING", _with("shardingAlgorithms.t_order_inline",
                                                                   inline("order_${order_id % 2}")))],
      f"{T}.tableStrategy.standard.shardingAlgorithmName", "does not start with the data nodes' prefix 't_order_'"),
