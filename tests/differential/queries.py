@@ -418,8 +418,6 @@ REFUSED: list[Refused] = [
             r"join"),
     Refused("nonbound_join_log_filtered", "SELECT COUNT(*) FROM t_order o JOIN t_log l ON l.log_id = o.order_id "
                                           "WHERE o.user_id = 4", r"join"),
-    Refused("nonbound_join_ledger", "SELECT o.order_id FROM t_order o JOIN t_ledger g ON g.user_id = o.user_id",
-            r"join"),
     Refused("correlated_subquery_same_table", "SELECT order_id FROM t_order o WHERE amount > "
                                               "(SELECT AVG(amount) FROM t_order o2 WHERE o2.status = o.status)",
             r"subquer"),
