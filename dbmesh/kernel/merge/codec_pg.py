@@ -251,7 +251,7 @@ class PostgresCodec:
             if isinstance(value, Quotient):
                 value = _numeric_quotient(value)
             decimal = value if isinstance(value, Decimal) else EXACT.create_decimal(value)
-            if decimal.as_tuple().exponent > 0:  # type: ignore[operator]
+            if decimal.is_finite() and decimal.as_tuple().exponent > 0:  # type: ignore[operator]
                 decimal = decimal.quantize(Decimal(1), context=EXACT)
             return pg_numeric_to_binary(decimal) if binary else pg_numeric_text(decimal).encode()
         if type_oid in (FLOAT4, FLOAT8):
