@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from dbmesh.errors import MERGE_LIMIT_EXCEEDED, InternalError
+from dbmesh.errors import MERGE_LIMIT_EXCEEDED, STATEMENT_UNSUPPORTED
 from dbmesh.kernel.merge import (
     Aggregator,
     MergeError,
@@ -274,8 +274,17 @@ async def test_hash_group_cap() -> None:
 async def test_stream_group_refuses_unsorted_shards() -> None:
     spec = MergeSpec(visible=1, group_by=(0,), grouped=True, shards_sorted_by_group=True,
                      aggregates=(Aggregate("COUNT", 2, (2,)),))
-    with pytest.raises(InternalError):
+    with pytest.raises(MergeError) as info:
         await run(spec, [make_result(MY, "2|a|1", "1|a|1")])
+    assert info.value.entry is STATEMENT_UNSUPPORTED
+
+
+async def test_ordered_merge_refuses_a_shard_sorted_differently() -> None:
+    # A shard sorting by a collation the merger does not reproduce would interleave wrongly: refuse instead.
+    shards = [make_result(MY, "0|b|0", "0|a|0"), make_result(MY, "0|c|0")]
+    with pytest.raises(MergeError) as info:
+        await run(MergeSpec(visible=2, order_by=(SortKey(1),)), shards)
+    assert info.value.entry is STATEMENT_UNSUPPORTED
 
 
 async def test_group_primitives_directly() -> None:

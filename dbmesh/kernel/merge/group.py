@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from dbmesh.errors import InternalError
 from dbmesh.kernel.merge.aggregate import Aggregator
-from dbmesh.kernel.merge.base import Fields, RowCodec, limit_exceeded
+from dbmesh.kernel.merge.base import Fields, RowCodec, limit_exceeded, unsupported
 from dbmesh.kernel.merge.order import NULL_FIRST, NULL_LAST
 
 GroupKey = Callable[[Fields], tuple[Any, ...]]
@@ -36,7 +35,8 @@ async def stream_group_merge(rows: AsyncIterator[Fields], key: GroupKey,
     keys): one group is held at a time, and each is emitted as soon as a row of the next group arrives.
 
     A key smaller than the previous group's means the shards were not sorted as the plan promised (or sort
-    differently from the merger's collation): that raises rather than splitting a group in two."""
+    differently from the merger's collation): that raises STATEMENT_UNSUPPORTED rather than splitting a group
+    in two."""
     current: tuple[Any, ...] | None = None
     state = None
     async for fields in rows:
@@ -47,7 +47,8 @@ async def stream_group_merge(rows: AsyncIterator[Fields], key: GroupKey,
         if state is not None:
             assert current is not None
             if row_key < current:
-                raise InternalError("shard rows arrived out of group-key order; cannot stream GROUP BY")
+                raise unsupported("GROUP BY across shards", "shard rows arrived out of group-key order (a "
+                                  "collation or type the merger compares differently)")
             yield aggregator.finish(state)
         current = row_key
         state = aggregator.start(fields)

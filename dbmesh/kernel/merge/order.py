@@ -6,7 +6,7 @@ import heapq
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-from dbmesh.kernel.merge.base import Fields, RowCodec
+from dbmesh.kernel.merge.base import Fields, RowCodec, unsupported
 from dbmesh.kernel.plan import SortKey
 
 T = TypeVar("T")
@@ -66,7 +66,8 @@ async def merge_sorted(streams: Sequence[AsyncIterator[T]], key: Callable[[T], A
 
     Holds one item per stream (a heap over their keys); equal keys come out by stream index, then in each
     stream's own order, so the merge is deterministic and stable. A stream is read only when its current item
-    has been emitted."""
+    has been emitted. A stream going backwards (a shard sorting differently from the merger's keys, e.g. under
+    a collation the merger does not reproduce) raises STATEMENT_UNSUPPORTED instead of yielding a wrong order."""
     heap: list[tuple[Any, int, T]] = []
     for index, stream in enumerate(streams):
         item = await anext(stream, _END)
@@ -74,14 +75,18 @@ async def merge_sorted(streams: Sequence[AsyncIterator[T]], key: Callable[[T], A
             heap.append((key(item), index, item))
     heapq.heapify(heap)
     while heap:
-        _, index, item = heap[0]
+        current, index, item = heap[0]
         yield item
         following = await anext(streams[index], _END)
         if following is _END:
             heapq.heappop(heap)
-        else:
-            # (key, index) is unique among the heap's entries, so items themselves are never compared.
-            heapq.heapreplace(heap, (key(following), index, following))
+            continue
+        following_key = key(following)
+        if following_key < current:
+            raise unsupported("ORDER BY across shards", f"shard {index} returned rows in an order the merger does "
+                              "not reproduce (a collation or type it compares differently)")
+        # (key, index) is unique among the heap's entries, so items themselves are never compared.
+        heapq.heapreplace(heap, (following_key, index, following))
 
 
 _END: Any = object()
