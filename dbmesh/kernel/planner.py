@@ -152,7 +152,7 @@ class Planner:
         names = [a.refs[i].name for i in a.sharded]
         bound = parsed.bound()
         assert isinstance(bound, exp.Select)
-        projections = plan_projections(bound, self.dialect, names)
+        projections = plan_projections(bound, self.dialect, names, values)
         keep_limit = not projections.grouped and not (projections.distinct and projections.derived)
         try:
             page = paginate(projections.tree, self.dialect, values, keep_limit, len(values))

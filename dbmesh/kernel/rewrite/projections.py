@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from sqlglot import exp
 
 from dbmesh.kernel.plan import Aggregate, AggregateFunction, SortKey, having_column_name
 from dbmesh.kernel.route.errors import unsupported
+from dbmesh.kernel.route.values import param_index
 
 # Aggregates sqlglot leaves as anonymous functions in one dialect or another; none of them merge exactly.
 UNSUPPORTED_AGGREGATE_NAMES: Final = frozenset({
@@ -91,8 +92,11 @@ def _is_star(node: exp.Expr) -> bool:
     return isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star))
 
 
-def plan_projections(select: exp.Select, dialect: str, tables: Sequence[str]) -> Projections:
-    """Rewrite a top-level SELECT for a multi-shard merge; raises SHARDING_UNSUPPORTED for what cannot merge."""
+def plan_projections(select: exp.Select, dialect: str, tables: Sequence[str], params: Sequence[Any] = ()) \
+        -> Projections:
+    """Rewrite a top-level SELECT for a multi-shard merge; raises SHARDING_UNSUPPORTED for what cannot merge.
+    `params` are the statement's parameter values: HAVING is evaluated by the merger, so its parameters become
+    values there."""
     select = select.copy()
 
     def refuse(construct: str, detail: str) -> Exception:
@@ -158,7 +162,7 @@ def plan_projections(select: exp.Select, dialect: str, tables: Sequence[str]) ->
 
     def register(ref: int, agg: exp.Expr) -> None:
         if not isinstance(agg, _MERGEABLE):
-            name = agg.key.upper() if not isinstance(agg, exp.Anonymous) else str(agg.this).upper()
+            name = agg.sql(dialect).split("(", 1)[0].upper()
             raise refuse(f"aggregate {name}", "only COUNT, SUM, MIN, MAX and AVG merge exactly")
         if any(a.column == ref for a in aggregates):  # pragma: no cover - a ref is registered once
             return
@@ -261,6 +265,11 @@ def plan_projections(select: exp.Select, dialect: str, tables: Sequence[str]) ->
         def operand(node: exp.Expr) -> exp.Expr:
             if isinstance(node, (exp.Subquery, exp.Select)):
                 raise refuse("subquery in HAVING", "it cannot be evaluated on merged rows")
+            index = param_index(node)
+            if index is not None:
+                if index >= len(params):
+                    raise refuse("HAVING parameter", f"parameter {index + 1} has no value")
+                return exp.convert(params[index])
             if is_aggregate(node):
                 return exp.column(having_column_name(position(aggregate_ref(node, "HAVING_DERIVED"))))
             if isinstance(node, exp.Column):
@@ -287,6 +296,9 @@ def plan_projections(select: exp.Select, dialect: str, tables: Sequence[str]) ->
         select.set("order", exp.Order(expressions=[exp.Ordered(this=k.copy(), nulls_first=dialect == "mysql")
                                                      for k in shard_keys]))
         sorted_by_group = True
+    elif grouped and group_refs and not distinct_exprs and [k[0] for k in sort_keys] == group_refs \
+            and all(not desc and nulls_first == (dialect == "mysql") for _, desc, nulls_first in sort_keys):
+        sorted_by_group = True  # ORDER BY is the group keys, ascending: the shards already sort that way
 
     for k, expr in enumerate(derived):
         select.append("expressions", exp.alias_(expr, derived_names[k]))

@@ -133,8 +133,8 @@ class _Classes:
 
     def members(self, x: tuple[int, str]) -> list[tuple[int, str]]:
         root = self.find(x)
-        found = [k for k in self.parent if self.find(k) == root]
-        return found if x in found else [x, *found]
+        found = {k for k in self.parent if self.find(k) == root} | {root, x}
+        return sorted(found)
 
 
 class Analyzer:
@@ -170,7 +170,8 @@ class Analyzer:
         sharded_names = sorted({refs[i].name for i in sharded})
 
         if isinstance(tree, exp.Command) and self.mentions_routed_table(sql):
-            a.write_error = unsupported(f"statement {tree.name.upper()}", [], "dbmesh cannot parse it, so it "
+            named = sorted({m.lower() for m in self._routed_names.findall(sql)}) if self._routed_names else []
+            a.write_error = unsupported(f"statement {tree.name.upper()}", named, "dbmesh cannot parse it, so it "
                                         "cannot route it across the data sources of a sharded table")
             return a
         if statement == "merge" and (sharded or broadcast):
@@ -255,6 +256,8 @@ class Analyzer:
         from_ = scope.args.get("from_") or scope.args.get("from")
         if isinstance(from_, exp.From) and isinstance(from_.this, exp.Table):
             joins += list(from_.this.args.get("joins") or [])
+        if isinstance(scope, (exp.Update, exp.Delete)) and isinstance(scope.this, exp.Table):
+            joins += list(scope.this.args.get("joins") or [])  # UPDATE t a JOIN u b ON ...: the joins hang on t
         for join in joins:
             on = join.args.get("on")
             if on is not None and (every_join or not join.side):
@@ -356,7 +359,9 @@ class Analyzer:
         names = [target]
         rows = insert_rows(tree)
         if rows is None:
-            a.write_error = unsupported("INSERT without VALUES", names, "each row must route by its sharding values")
+            query = isinstance(tree.expression, (exp.Query, exp.Subquery))
+            a.write_error = unsupported("INSERT ... SELECT" if query else "INSERT without VALUES", names,
+                                        "each row must route by its own sharding values")
             return
         columns = insert_columns(tree)
         if columns is None:

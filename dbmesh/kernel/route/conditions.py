@@ -97,6 +97,8 @@ def _dnf(node: exp.Expr, resolve: Resolver) -> list[list[Atom]]:
         return [a + b for a in left for b in right]
     if isinstance(node, exp.Or):
         groups = _dnf(node.this, resolve) + _dnf(node.expression, resolve)
+        if any(not g for g in groups):
+            return [[]]  # A OR TRUE: a branch that constrains nothing makes the whole OR constrain nothing
         if len(groups) > MAX_GROUPS:
             raise _Overflow
         return groups

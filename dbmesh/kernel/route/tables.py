@@ -64,9 +64,7 @@ def collect_tables(tree: exp.Expr) -> list[TableRef]:
         name = node.name.lower()
         if name in ctes and not node.args.get("db"):
             continue
-        scope = scope_of(node)
-        if scope is None:  # pragma: no cover - a statement is always a scope
-            continue
+        scope = scope_of(node) or tree  # DESCRIBE t, SHOW ... FROM t: the statement itself
         alias = node.alias.lower() if node.alias else None
         join = node.parent if isinstance(node.parent, exp.Join) else None
         side = (join.side or "").upper() if join is not None else ""
