@@ -158,6 +158,9 @@ def _intersect(a: Condition, b: Condition) -> Condition | None:
 
 def _condition(atom: Atom, parsed: ParsedStatement | None, params: Sequence[Any]) -> Condition | None:
     if atom.values is not None:
+        if len(atom.values) == 1:  # the point-query case, kept cheap
+            value = atom.values[0].evaluate(parsed, params)
+            return None if value is UNKNOWN else Values((value,))
         values = tuple(s.evaluate(parsed, params) for s in atom.values)
         if any(v is UNKNOWN for v in values):
             return None

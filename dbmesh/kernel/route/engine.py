@@ -59,7 +59,9 @@ class Router:
         groups = evaluate(a.conditions.get(ref, ((),)), parsed, params)
         if groups is None:  # provably matches nothing: any one node answers that
             return [table_rule.data_nodes[0]]
-        nodes = _dedupe(table_rule.route(groups, hint))
+        nodes = table_rule.route(groups, hint)
+        if len(nodes) > 1:
+            nodes = _dedupe(nodes)
         return nodes or [table_rule.data_nodes[0]]
 
     def route(self, a: Analysis, parsed: ParsedStatement | None, params: Sequence[Any], hint: Hint | None) -> Routing:
@@ -77,6 +79,14 @@ class Router:
             first = a.refs[a.sharded[0]].name
             node = rule.table_rule(first).data_nodes[0]
             return Routing([Target(node.data_source, {first: node.table})])
+        if len(a.sharded) == 1 and not a.singles and not a.sets:
+            # The common case (one sharded table): no pairing, no single-table data source to agree with.
+            ref = a.sharded[0]
+            found = self.ref_nodes(a, ref, parsed, params, hint)
+            name = a.refs[ref].name
+            if len(found) > 1 and a.multi_error is not None:
+                raise a.multi_error
+            return Routing([Target(n.data_source, {name: n.table}) for n in found], multi=len(found) > 1)
         nodes = {i: self.ref_nodes(a, i, parsed, params, hint) for i in a.sharded}
         if a.sets:
             self._check_sets(a, nodes, parsed, params, hint)
