@@ -82,8 +82,8 @@ def _atoms(node: exp.Expr, resolve: Resolver) -> list[Atom] | None:
         if low is None or high is None:
             return None
         return [Atom(r, c, lower=low, upper=high) for r, c in resolve(node.this)]
-    if isinstance(node, exp.Is) and isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Null):
-        return [Atom(r, c, values=(Slot("const"),)) for r, c in resolve(node.this)]
+    # `col IS NULL` constrains nothing: no stored row has a NULL sharding value (INSERT refuses it), but an outer
+    # join's missing side reads as NULL (`LEFT JOIN ... WHERE i.order_id IS NULL`), and every node answers that.
     return None
 
 
