@@ -23,13 +23,12 @@ Values are integers or single-quoted strings.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from dbmesh.admin.parse import (
     AdminStatement,
@@ -46,9 +45,11 @@ from dbmesh.admin.parse import (
 )
 from dbmesh.config import Config, Database, DataSource
 from dbmesh.errors import AUTH_UNKNOWN_DATABASE, NO_DATABASE_SELECTED, InternalError, SessionError
-from dbmesh.kernel.plan import Plan
 from dbmesh.sharding.conditions import Hint
 from dbmesh.sharding.rule import ShardingRule, sharding_rule_for
+
+if TYPE_CHECKING:
+    from dbmesh.kernel.planner import Planner
 
 Dialect = Literal["mysql", "postgres"]
 Cell = str | None
@@ -74,11 +75,7 @@ class HintChange:
     value: int | str | None = None
 
 
-# ---------------------------------------------------------------------------------- the compiled rule API
-
-
-class _Planner(Protocol):
-    def plan(self, sql: str, params: Sequence[Any] = (), hint: Hint | None = None) -> Plan: ...
+# ------------------------------------------------------------------------------ the rule and the planner
 
 
 def _sharding_rule(config: Config, database: Database) -> ShardingRule | None:
@@ -86,11 +83,12 @@ def _sharding_rule(config: Config, database: Database) -> ShardingRule | None:
     return sharding_rule_for(config, database)
 
 
-def _planner(rule: ShardingRule, dialect: Dialect) -> _Planner:
+def _planner(rule: ShardingRule, dialect: Dialect) -> Planner:
     # Imported on use: the planner loads the whole routing and rewriting kernel, which the SHOW statements
-    # (and the CLI) never need.
-    module = importlib.import_module("dbmesh.kernel.planner")
-    return cast(_Planner, module.Planner(rule, dialect))
+    # (and the CLI's config checks) never need.
+    from dbmesh.kernel.planner import Planner
+
+    return Planner(rule, dialect)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -125,3 +125,26 @@ def test_preview_on_a_terminal_draws_a_table() -> None:
     assert "\t" not in out  # a drawn table, not the piped format
     header = next(line for line in out.splitlines() if "data_source_name" in line)
     assert header.strip()[0] in "│┃|", out
+
+
+def test_preview_sharded_database_routes_and_rewrites() -> None:
+    # user_id 3 -> ds_1 (ds_${user_id % 2}); order_id IN (4, 5) -> t_order_0 and t_order_1; ORDER BY across two
+    # units makes the planner select the sort key as a derived column.
+    res = dbmesh("preview", "--config", str(ADMIN_FIXTURE), "--database", "sharding_db",
+                 "SELECT * FROM t_order WHERE user_id = 3 AND order_id IN (4, 5) ORDER BY order_id")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "data_source_name\tactual_sql"
+    assert [line.split("\t")[0] for line in lines[1:]] == ["ds_1", "ds_1"]
+    assert "FROM t_order_0 " in lines[1] and "FROM t_order_1 " in lines[2], lines
+    res = dbmesh("preview", "--config", str(ADMIN_FIXTURE), "--database", "sharding_db", "--dialect", "postgres",
+                 "UPDATE t_order SET status = 'x' WHERE user_id = 4 AND order_id = 9")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[1:] == ["ds_0\tUPDATE t_order_1 SET status = 'x' WHERE user_id = 4 AND order_id = 9"]
+
+
+def test_preview_refusal_prints_the_catalogue_message() -> None:
+    res = dbmesh("preview", "--config", str(ADMIN_FIXTURE), "--database", "sharding_db",
+                 "INSERT INTO t_order (user_id, order_id) VALUES (NULL, 1)")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == "error: sharding value of t_order.user_id cannot be NULL"

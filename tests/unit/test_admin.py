@@ -367,6 +367,39 @@ def test_preview_without_sharding_rules_is_the_default_data_source(config: Confi
     assert result.rows == (("pg_0", "SELECT * FROM t WHERE id = 1"),)
 
 
+def test_preview_routes_and_rewrites_with_the_planner(config: Config) -> None:
+    # user_id 3 -> ds_${3 % 2} = ds_1; order_id 4 -> t_order_${4 % 2} = t_order_0
+    assert table(config, "PREVIEW SELECT * FROM t_order WHERE user_id = 3 AND order_id = 4").rows == (
+        ("ds_1", "SELECT * FROM t_order_0 WHERE user_id = 3 AND order_id = 4"),)
+    # no table sharding value: both tables of the one data source
+    assert table(config, "preview DELETE FROM t_order WHERE user_id = 2;").rows == (
+        ("ds_0", "DELETE FROM t_order_0 WHERE user_id = 2"), ("ds_0", "DELETE FROM t_order_1 WHERE user_id = 2"))
+    # broadcast writes go everywhere, single tables to their data source
+    assert table(config, "PREVIEW INSERT INTO t_address (id) VALUES (1)", dialect="postgres").rows == (
+        ("ds_0", "INSERT INTO t_address (id) VALUES (1)"), ("ds_1", "INSERT INTO t_address (id) VALUES (1)"))
+    assert table(config, "PREVIEW SELECT * FROM t_user").rows == (("ds_1", "SELECT * FROM t_user"),)
+
+
+def test_preview_follows_the_session_hint(config: Config) -> None:
+    change = run(config, "SET SHARDING HINT DATABASE_VALUE t_hinted = 1")
+    assert isinstance(change, HintChange)
+    hint = apply_hint_change(None, change)
+    # HINT_INLINE ds_${value % 2}: 1 -> ds_1; table strategy none: every table there
+    assert table(config, "PREVIEW SELECT * FROM t_hinted", hint=hint).rows == (
+        ("ds_1", "SELECT * FROM t_hinted_0"), ("ds_1", "SELECT * FROM t_hinted_1"))
+    forced = apply_hint_change(None, HintChange("data_source", "", "ds_0"))
+    assert table(config, "PREVIEW SELECT * FROM t_order", hint=forced).rows == (("ds_0", "SELECT * FROM t_order"),)
+
+
+def test_preview_planning_errors_are_the_planners(config: Config) -> None:
+    with pytest.raises(errors.DbMeshError) as info:
+        run(config, "PREVIEW INSERT INTO t_order (user_id, order_id) VALUES (NULL, 1)")
+    assert info.value.entry is errors.SHARDING_NULL_VALUE
+    with pytest.raises(errors.DbMeshError) as info:
+        run(config, "PREVIEW SELECT FROM WHERE")
+    assert info.value.entry is errors.SQL_SYNTAX
+
+
 class FakePlanner:
     """Stands in for dbmesh.kernel.planner.Planner: records what PREVIEW asks and answers a fixed plan."""
 
