@@ -130,8 +130,8 @@ AdminStatement = (Preview | ShowShardingTableRules | ShowShardingTableNodes | Sh
 # "admin". Statements starting with anything else (SELECT, INSERT, BEGIN, ...) leave after one slice and one
 # dictionary lookup; only leading whitespace sends a statement through the slower general expression.
 _HEADS: Final = {
-    "pre": re.compile(r"(?P<preview>preview)(?=[\s(])", re.IGNORECASE),
-    "sho": re.compile(r"show\s+(?:(?:sharding|broadcast|single)(?=\s)|storage\s+units\b)", re.IGNORECASE),
+    "pre": re.compile(r"(?P<preview>preview)(?=[\s(;]|$)", re.IGNORECASE),
+    "sho": re.compile(r"show\s+(?:(?:sharding|broadcast|single)(?=[\s;]|$)|storage\s+units\b)", re.IGNORECASE),
     "set": re.compile(r"set\s+sharding\s+hint\b", re.IGNORECASE),
     "add": re.compile(r"add\s+sharding\s+hint\b", re.IGNORECASE),
     "cle": re.compile(r"clear\s+(?:sharding\s+)?hint\b", re.IGNORECASE),

@@ -111,7 +111,7 @@ ORDINARY = [
     "SHOW TABLES", "show full tables from sharding_db", "SET NAMES utf8", "SET autocommit = 1", "set sharding_x = 1",
     "SELECT 'PREVIEW'", "SELECT 'SHOW SHARDING TABLE RULES'", "SHOW STORAGE ENGINES", "SHOW DATABASES",
     "SHOW VARIABLES LIKE 'sharding%'", "PREVIEWS", "preview_table", "/* PREVIEW */ SELECT 1", "", " ", "SET @a = 1",
-    "CLEAR", "ADD", "SHOW sharding", "SHOW single_thing", "  select * from t_order", "INSERT INTO t VALUES (1)",
+    "CLEAR", "ADD", "SHOW single_thing", "SHOW single.x", "  select * from t_order", "INSERT INTO t VALUES (1)",
     "SHOW sharding_setting", "SET search_path = public", "show server_version",
 ]
 
@@ -126,8 +126,11 @@ def test_ordinary_sql_is_not_admin(sql: str, monkeypatch: pytest.MonkeyPatch) ->
     assert parse_admin(sql) is None
 
 
-MALFORMED = [
-    ("PREVIEW", None),  # no head match without a following statement: ordinary SQL (the server rejects it)
+MALFORMED: list[tuple[str, str]] = [
+    ("PREVIEW", "PREVIEW needs a statement"),
+    ("preview;", "PREVIEW needs a statement"),
+    ("SHOW SHARDING", "TABLE or ALGORITHMS or KEY or AUDITORS or HINT expected, found the end of the statement"),
+    ("show single;", "TABLES or TABLE expected, found the end of the statement"),
     ("PREVIEW ;", "PREVIEW needs a statement"),
     ("PREVIEW   ", "PREVIEW needs a statement"),
     ("SHOW SHARDING TABLE", "RULES or RULE or NODES expected, found the end of the statement"),
@@ -152,10 +155,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("sql", "detail"), MALFORMED, ids=[s for s, _ in MALFORMED])
-def test_malformed_admin_statements_are_syntax_errors(sql: str, detail: str | None) -> None:
-    if detail is None:
-        assert parse_admin(sql) is None
-        return
+def test_malformed_admin_statements_are_syntax_errors(sql: str, detail: str) -> None:
     with pytest.raises(AdminError) as info:
         parse_admin(sql)
     assert info.value.entry is errors.SQL_SYNTAX
