@@ -66,6 +66,7 @@ _TXN = re.compile(
     re.I)
 _SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO\b)", re.I)
 _INFO_NUMBERS = re.compile(rb"(\w+): (\d+)")
+_ALL_COLUMNS = 2**31 - 1
 _ROWS_BUFFERED = 256  # rows a cursor holds before it pauses its data source (when it may)
 _FLUSH_BYTES = 1 << 16
 
@@ -248,6 +249,7 @@ class ShardedMySQL:
         self.hint: Hint | None = None
         self._writable: asyncio.Event | None = None
         self.prepared: dict[bytes, _Prepared] = {}
+        self.current_sql = ""
         self._next_stmt = 0
 
     # -- status ------------------------------------------------------------------------------------------------
@@ -406,6 +408,7 @@ class ShardedMySQL:
         self.session.frontend.send_error(exc, 1)
 
     async def _query(self, sql: str, info: StatementInfo) -> None:
+        self.current_sql = sql
         m = _TXN.match(sql)
         if m is not None:
             await self._transaction_control(m)
@@ -591,6 +594,7 @@ class ShardedMySQL:
                 raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="COM_STMT_SEND_LONG_DATA",
                                           detail="on a sharded logical database; bind the value directly")
             params, st.types = decode_params(payload[1:], st.param_count, st.types)
+            self.current_sql = st.sql
             plan = self.planner.plan(st.sql, params, hint=self.hint)
             if not self.autocommit and not self.txn_open and plan.kind != "other":
                 self._open_transaction("BEGIN")
@@ -647,7 +651,7 @@ class ShardedMySQL:
 
         spec = plan.merge
         if spec is None:
-            spec = MergeSpec(visible=-1)
+            spec = MergeSpec(visible=_ALL_COLUMNS)
         lanes = self._lanes(plan)
         try:
             cursors = [await lanes.cursor(i) for i in range(len(plan.units))]
@@ -659,11 +663,15 @@ class ShardedMySQL:
                 raise errors.InternalError("a sharded SELECT returned no result set")
             column_defs = [ColumnDefinition41.decode(p) for p in head.columns]
             codec = mysql_text_codec(column_defs)
-            if spec.visible < 0:
-                spec = MergeSpec(visible=len(head.columns))
+            ncols = len(head.columns)
+            # The planner cannot count `*` columns: "all" is a huge number, and derived columns after a `*` are
+            # counted from the end (a negative number).
+            visible = min(spec.visible, ncols) if spec.visible >= 0 else ncols + spec.visible
             tables = {a: lg for u in plan.units for a, lg in u.tables}
-            col_payloads = [_rename_column(p, tables, self.database.name) for p in head.columns[:spec.visible]]
-            out = [build_packet(lenenc_int(spec.visible), 1)]
+            names = _expression_names(self.current_sql, visible)
+            col_payloads = [_rename_column(p, tables, self.database.name, names[i] if i < len(names) else None)
+                            for i, p in enumerate(head.columns[:visible])]
+            out = [build_packet(lenenc_int(visible), 1)]
             seq = 2
             for p in col_payloads:
                 out.append(build_packet(p, seq & 0xFF))
@@ -674,7 +682,7 @@ class ShardedMySQL:
                 seq += 1
             write = self.session.frontend.write
             size = 0
-            visible_defs = column_defs[:spec.visible]
+            visible_defs = column_defs[:visible]
             async for row in merge(spec, cursors, codec, max_rows=self.rule.merge_max_rows_in_memory,
                                    dialect="mysql"):
                 if binary_columns is not None:
@@ -777,15 +785,86 @@ def _terminator_warnings(p: bytes, deprecate_eof: bool) -> int:
     return int(struct.unpack_from("<H", p, 1)[0]) if len(p) >= 3 else 0
 
 
-def _rename_column(payload: bytes, tables: dict[str, str], schema: str) -> bytes:
+def _expression_names(sql: str, visible: int) -> list[str | None]:
+    """MySQL names an unaliased expression column by the expression's text as the client wrote it; a merged plan's
+    shard SQL was regenerated (function names upper-cased, spacing normalised), so take the names from the
+    client's own text."""
+    if not sql:
+        return []
+    return select_item_names(sql)[:visible]
+
+
+def select_item_names(sql: str) -> list[str | None]:
+    """For each top-level select item: its text when it is an unaliased expression (not a column or `*`), else
+    None. Empty when the statement is not a plain SELECT."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except Exception:  # names are cosmetic here; the planner already accepted the statement
+        return []
+    if not isinstance(tree, exp.Select):
+        return []
+    texts = _top_level_items(sql)
+    if len(texts) != len(tree.expressions):
+        return []
+    out: list[str | None] = []
+    for node, text in zip(tree.expressions, texts, strict=True):
+        plain = isinstance(node, (exp.Alias, exp.Column, exp.Star))
+        out.append(None if plain else text)
+    return out
+
+
+_SELECT_HEAD = re.compile(r"^\s*(?:/\*.*?\*/\s*)*SELECT\s+(?:(?:ALL|DISTINCT|DISTINCTROW|HIGH_PRIORITY|STRAIGHT_JOIN|"
+                          r"SQL_SMALL_RESULT|SQL_BIG_RESULT|SQL_BUFFER_RESULT|SQL_NO_CACHE|SQL_CACHE|"
+                          r"SQL_CALC_FOUND_ROWS)\s+)*", re.I | re.S)
+_ITEMS_END = re.compile(r"(?:FROM|INTO|WHERE|GROUP|HAVING|ORDER|LIMIT|FOR|LOCK|UNION|WINDOW)\b", re.I)
+
+
+def _top_level_items(sql: str) -> list[str]:
+    m = _SELECT_HEAD.match(sql)
+    if m is None:
+        return []
+    items: list[str] = []
+    depth = 0
+    i = start = m.end()
+    n = len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"`":
+            j = i + 1
+            while j < n and sql[j] != ch:
+                j += 2 if sql[j] == "\\" and ch != "`" else 1
+            i = j + 1
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and ch == ",":
+            items.append(sql[start:i].strip())
+            start = i + 1
+        elif depth == 0 and ch == ";":
+            break
+        elif depth == 0 and (ch.isspace() or ch == ")") and _ITEMS_END.match(sql, i + 1):
+            items.append(sql[start:i].strip())
+            return items
+        i += 1
+    items.append(sql[start:i].strip())
+    return items
+
+
+def _rename_column(payload: bytes, tables: dict[str, str], schema: str, name: str | None = None) -> bytes:
     """A column definition as one server holding the logic tables would send it: actual table names in `table`
-    and `org_table` become logic names, and the schema becomes the logical database."""
-    if not tables:
+    and `org_table` become logic names, the schema becomes the logical database, and (for merged results) an
+    expression column gets the client's own spelling as its name."""
+    if not tables and name is None:
         return payload
     col = ColumnDefinition41.decode(payload)
     table = tables.get(col.table, col.table)
     org_table = tables.get(col.org_table, col.org_table)
-    if table == col.table and org_table == col.org_table:
+    if table == col.table and org_table == col.org_table and (name is None or name == col.name):
         return payload
     pos = 0
     fields = []
@@ -795,6 +874,8 @@ def _rename_column(payload: bytes, tables: dict[str, str], schema: str) -> bytes
         pos += width + n
     fields[2] = table.encode()
     fields[3] = org_table.encode()
+    if name is not None:
+        fields[4] = name.encode()
     if col.schema:
         fields[1] = schema.encode()
     return b"".join(lenenc_bytes(f) for f in fields) + payload[pos:]
