@@ -18,7 +18,7 @@ When a test fails, the tail of that dbmesh's stderr is attached to the report (s
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,34 +127,96 @@ def pg_env(postgres: PostgreSQL, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @dataclass
 class Pair:
-    """One client's connections: to the plain database and to dbmesh."""
+    """One client's connections: to the plain database and to dbmesh, reopened when a test left one unusable."""
 
     plain: Any
     mesh: Any
+    connect_plain: Callable[[], Any]
+    connect_mesh: Callable[[], Any]
+    alive: Callable[[Any], bool]
+    close: Callable[[Any], None]
+
+    def repair(self) -> None:
+        """A statement that broke the protocol stream (a dbmesh bug) must fail only its own test."""
+        if not self.alive(self.plain):
+            self.close(self.plain)
+            self.plain = self.connect_plain()
+        if not self.alive(self.mesh):
+            self.close(self.mesh)
+            self.mesh = self.connect_mesh()
+
+    def close_all(self) -> None:
+        self.close(self.plain)
+        self.close(self.mesh)
+
+
+def _alive_dbapi(conn: Any) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            return [tuple(r) for r in cur.fetchall()] == [(1,)]
+    except Exception:
+        return False
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+def _alive_asyncpg(client: AsyncpgClient) -> bool:
+    try:
+        return client.run("SELECT 1").rows == [(1,)]
+    except Exception:
+        return False
+
+
+def _dbapi_pair(env: DiffEnv) -> Pair:
+    connect = mysql_connect if env.dialect == "mysql" else pg_connect
+    return Pair(connect(env.plain), connect(env.mesh), lambda: connect(env.plain), lambda: connect(env.mesh),
+                _alive_dbapi, _close_quietly)
 
 
 @pytest.fixture(scope="session")
-def mysql_pair(mysql_env: DiffEnv) -> Iterator[Pair]:
-    pair = Pair(mysql_connect(mysql_env.plain), mysql_connect(mysql_env.mesh))
+def _mysql_session_pair(mysql_env: DiffEnv) -> Iterator[Pair]:
+    pair = _dbapi_pair(mysql_env)
     yield pair
-    pair.plain.close()
-    pair.mesh.close()
+    pair.close_all()
+
+
+@pytest.fixture
+def mysql_pair(_mysql_session_pair: Pair) -> Iterator[Pair]:
+    yield _mysql_session_pair
+    _mysql_session_pair.repair()
 
 
 @pytest.fixture(scope="session")
-def pg_pair(pg_env: DiffEnv) -> Iterator[Pair]:
-    pair = Pair(pg_connect(pg_env.plain), pg_connect(pg_env.mesh))
+def _pg_session_pair(pg_env: DiffEnv) -> Iterator[Pair]:
+    pair = _dbapi_pair(pg_env)
     yield pair
-    pair.plain.close()
-    pair.mesh.close()
+    pair.close_all()
+
+
+@pytest.fixture
+def pg_pair(_pg_session_pair: Pair) -> Iterator[Pair]:
+    yield _pg_session_pair
+    _pg_session_pair.repair()
 
 
 @pytest.fixture(scope="session")
-def asyncpg_pair(pg_env: DiffEnv) -> Iterator[Pair]:
-    pair = Pair(AsyncpgClient(pg_env.plain), AsyncpgClient(pg_env.mesh))
+def _asyncpg_session_pair(pg_env: DiffEnv) -> Iterator[Pair]:
+    pair = Pair(AsyncpgClient(pg_env.plain), AsyncpgClient(pg_env.mesh), lambda: AsyncpgClient(pg_env.plain),
+                lambda: AsyncpgClient(pg_env.mesh), _alive_asyncpg, lambda c: c.close())
     yield pair
-    pair.plain.close()
-    pair.mesh.close()
+    pair.close_all()
+
+
+@pytest.fixture
+def asyncpg_pair(_asyncpg_session_pair: Pair) -> Iterator[Pair]:
+    yield _asyncpg_session_pair
+    _asyncpg_session_pair.repair()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -15,7 +15,7 @@ import pytest
 from tests.differential import dataset
 from tests.differential.conftest import SELFCHECK, DiffEnv, Pair
 from tests.differential.harness import Result, assert_same, catch, misplaced_rows, pg_connect, run_pg
-from tests.differential.queries import CASES, REFUSED, Case, Refused
+from tests.differential.queries import CASES, EMPTY, REFUSED, Case, Refused
 from tests.differential.scenarios import SCENARIOS, check_refused, ids, reset_ledger, run_scenario
 from tests.support.sharded import fetch_nodes, index_count, table_exists
 
@@ -28,6 +28,12 @@ def _client_params() -> list[Any]:
         clients = ["text", "binary"] + (["prepared"] if n % 3 == 0 else []) + (["asyncpg"] if n % 3 == 1 else [])
         out += [pytest.param(client, case, id=f"{client}-{case.id}") for client in clients]
     return out
+
+
+def test_corpus_is_not_vacuous(pg_pair: Pair) -> None:
+    """Every query returns rows on the plain database unless it is meant to be empty (checks the corpus itself)."""
+    counts = {case.id: len(run_pg(pg_pair.plain, case.sql_for("postgresql"), case.params).rows) for case in PG_CASES}
+    assert {i for i, n in counts.items() if n == 0} == {i for i in EMPTY if i in counts}
 
 
 @pytest.mark.parametrize("table", dataset.TABLES, ids=lambda t: t.name)
