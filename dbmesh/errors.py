@@ -122,7 +122,7 @@ SHARDING_COLUMN_UPDATE = _entry(
     "DBM-1505", "cannot update sharding column {table}.{column}: {detail}", 1235, "42000", "0A000",
     "An UPDATE sets a sharding column to a value that would move the row to another data node.")
 SHARDING_UNSUPPORTED = _entry(
-    "DBM-1506", "{construct} across shards is not supported (tables: {tables}): {detail}", 1235, "42000", "0A000",
+    "DBM-1506", "{construct} across shards is not supported (tables: {tables}): {detail} (DBM-1506)", 1235, "42000", "0A000",
     "dbmesh refuses a statement it cannot answer exactly across shards rather than return a wrong answer.")
 MERGE_LIMIT_EXCEEDED = _entry(
     "DBM-1507", "merging the shard results needs more than {limit} rows in memory ({construct}); raise "

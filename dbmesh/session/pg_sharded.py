@@ -587,7 +587,8 @@ class ShardedPg:
                 self.status = b"T"
                 self.begin_sql = sql.strip().rstrip(";")
                 self.joined = []
-            self.out.append(_msg(b"C", b"BEGIN\x00"))
+            tag = b"START TRANSACTION" if m.group("begin").upper().startswith("START") else b"BEGIN"
+            self.out.append(_msg(b"C", tag + b"\x00"))
             return
         rollback = bool(m.group("rollback")) or self.status == b"E"
         if self.status == b"I":
