@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import itertools
+import random
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -264,3 +265,31 @@ def test_module_doctests() -> None:
 
 def test_list_variables_are_typed_element_by_element() -> None:
     assert compile_algorithm_expression("t_${v}")({"v": [1, "a", None]}) == "t_[1, a, null]"
+
+
+@pytest.mark.parametrize("expression", ["ds_${user_id % 2}", "t_order_${order_id % 16}", "${k % 7}",
+                                        "t_${ id %3 }_x", "ds-${user_id % 999999937}"])
+def test_modulo_fast_path_agrees_with_the_interpreter(expression: str) -> None:
+    expr = compile_algorithm_expression(expression)
+    assert expr._fast is not None
+    column = expr._fast[0]
+    rng = random.Random(7)
+    values = [0, 1, -1, 2, -2, 2**31 - 1, -2**31, 2**31, -2**31 - 1, 2**63 - 1, -2**63]
+    values += [rng.randint(-2**63, 2**63 - 1) for _ in range(300)] + [rng.randint(-10**6, 10**6) for _ in range(300)]
+    for v in values:
+        assert expr({column: v}) == expr.evaluate({column: v}), v
+
+
+def test_modulo_fast_path_is_not_taken_for_other_shapes_or_values() -> None:
+    assert compile_algorithm_expression("ds_${user_id % 2 + 1}")._fast is None
+    assert compile_algorithm_expression("ds_${(user_id % 2)}")._fast is None
+    expr = compile_algorithm_expression("ds_${user_id % 2}")
+    # Beyond Java's long range the value is a BigInteger, and strings are not integers: the interpreter decides.
+    for v in (2**63, -2**63 - 1, "7", True):
+        try:
+            expected: object = expr.evaluate({"user_id": v})
+        except Exception as exc:  # the interpreter's own refusal must be what the caller sees too
+            with pytest.raises(type(exc)):
+                expr({"user_id": v})
+        else:
+            assert expr({"user_id": v}) == expected
