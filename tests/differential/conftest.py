@@ -70,9 +70,9 @@ def _build(dialect: Dialect, server: Any, config_dir: Path) -> DiffEnv:
     for db in (dataset.PLAIN_DB, *dataset.PHYSICAL.values()):
         server.ensure_database(db)
     for table in dataset.TABLES:
-        create_tables(server, dataset.PHYSICAL, dataset.physical_nodes(table), table.ddl)
+        create_tables(server, dataset.PHYSICAL, dataset.physical_nodes(table), table.ddl_for(dialect))
     drop_tables(server, dataset.PHYSICAL, dataset.modulo_nodes("t_extra"))
-    create_plain_schema(server, dataset.PLAIN_DB)
+    create_plain_schema(server, dialect, dataset.PLAIN_DB)
     plain = Endpoint(server.host, server.port, server.user, server.password, dataset.PLAIN_DB)
     connect = mysql_connect if dialect == "mysql" else pg_connect
     conn = connect(plain)
@@ -85,7 +85,7 @@ def _build(dialect: Dialect, server: Any, config_dir: Path) -> DiffEnv:
     proc: DbMeshProcess | None = None
     if SELFCHECK:
         server.ensure_database(dataset.MIRROR_DB)
-        create_plain_schema(server, dataset.MIRROR_DB)
+        create_plain_schema(server, dialect, dataset.MIRROR_DB)
         mesh = Endpoint(server.host, server.port, server.user, server.password, dataset.MIRROR_DB)
         for table in dataset.TABLES:
             place_directly(server, dataset.PHYSICAL, table, dataset.rows_of(table))

@@ -43,12 +43,17 @@ LEDGER = 240
 
 @dataclass(frozen=True)
 class Table:
-    """A logic table: its DDL template (``{table}``), columns in insert order and the unique key."""
+    """A logic table: its DDL template (``{table}``; ``{datetime}`` is the dialect's date-time type), columns in
+    insert order and the unique key."""
 
     name: str
     ddl: str
     columns: tuple[str, ...]
     key: str
+
+    def ddl_for(self, dialect: str) -> str:
+        """The DDL template for one dialect (``{table}`` left in place)."""
+        return self.ddl.replace("{datetime}", "DATETIME" if dialect == "mysql" else "TIMESTAMP")
 
     def insert_statements(self, rows: Sequence[tuple[Any, ...]], table: str | None = None) -> Iterator[str]:
         """Multi-row INSERTs with explicit keys, ``BATCH`` rows each."""
@@ -65,6 +70,8 @@ def literal(value: Any) -> str:
     if isinstance(value, str):
         assert "\\" not in value
         return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, datetime.datetime):
+        return f"'{value.isoformat(sep=' ')}'"
     if isinstance(value, datetime.date):
         return f"'{value.isoformat()}'"
     if isinstance(value, (int, Decimal)):
@@ -75,8 +82,9 @@ def literal(value: Any) -> str:
 T_ORDER = Table(
     "t_order",
     "CREATE TABLE {table} (order_id BIGINT NOT NULL PRIMARY KEY, user_id INT NOT NULL, status VARCHAR(20) NOT NULL, "
-    "amount DECIMAL(10,2) NOT NULL, created DATE NOT NULL, note VARCHAR(40), priority INT)",
-    ("order_id", "user_id", "status", "amount", "created", "note", "priority"),
+    "amount DECIMAL(10,2) NOT NULL, created DATE NOT NULL, note VARCHAR(40), priority INT, region CHAR(4), "
+    "updated_at {datetime} NOT NULL)",
+    ("order_id", "user_id", "status", "amount", "created", "note", "priority", "region", "updated_at"),
     "order_id",
 )
 T_ORDER_ITEM = Table(
@@ -212,6 +220,7 @@ NOTES = ("alpha", "Alpha", "ALPHA", "élan", "Élan", "elan", "zeta", "Zoë", "z
 SKUS = ("A-1", "a-1", "B-2", "b-2", "C-3", "Ç-3", "D-4", "d-4 ", "E-5")
 LEVELS = ("INFO", "info", "WARN", "Warn", "ERROR", "DEBUG", "débug")
 CITIES = ("Paris", "paris", "PARIS", "Zürich", "Zurich", "zürich", "Lyon", "Köln", "Koln", "O'Hare")
+REGIONS = ("EU", "eu", "Eu", "US", "us", "APAC", "Apac", "LATM", "ÉU", "NA ")
 KINDS = ("credit", "debit", "Credit", "fee", "FEE")
 
 
@@ -249,7 +258,12 @@ def orders() -> list[tuple[Any, ...]]:
         note = None if rng.random() < 0.2 else rng.choice(NOTES)
         priority = None if rng.random() < 0.25 else rng.randint(-2, 9)
         created = start + datetime.timedelta(days=rng.randint(0, 729))
-        rows.append((order_id, user_id, rng.choice(ORDER_STATUSES), _amount(rng), created, note, priority))
+        region = None if rng.random() < 0.1 else rng.choice(REGIONS)
+        # Few distinct seconds: duplicate timestamps for GROUP BY and ties broken by the key.
+        updated = datetime.datetime.combine(created, datetime.time()) + datetime.timedelta(
+            seconds=rng.randrange(0, 86_400, 900))
+        rows.append((order_id, user_id, rng.choice(ORDER_STATUSES), _amount(rng), created, note, priority, region,
+                     updated))
     return rows
 
 

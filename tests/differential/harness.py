@@ -226,11 +226,11 @@ def assert_same(sql: str, plain: Result | ServerError, mesh: Result | ServerErro
 # -- loading and placement -------------------------------------------------------------------------------------------
 
 
-def create_plain_schema(server: Any, database: str) -> None:
+def create_plain_schema(server: Any, dialect: str, database: str) -> None:
     """Drop and create every table under its logic name in an unsharded database."""
     statements: list[str] = []
     for table in dataset.TABLES:
-        statements += [f"DROP TABLE IF EXISTS {table.name}", table.ddl.format(table=table.name)]
+        statements += [f"DROP TABLE IF EXISTS {table.name}", table.ddl_for(dialect).format(table=table.name)]
     statements.append("DROP TABLE IF EXISTS t_extra")
     run_statements(server, database, statements)
 

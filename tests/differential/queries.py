@@ -404,6 +404,28 @@ q("shape_date_extract", "SELECT order_id, EXTRACT(YEAR FROM created) FROM t_orde
 EMPTY = {"empty_group_by", "empty_select", "empty_order_limit", "empty_distinct", "point_miss", "point_wrong_user",
          "limit_beyond_end", "limit_zero"}
 
+# -- CHAR and date-time columns -------------------------------------------------------------------------------------
+q("char_select", "SELECT order_id, region FROM t_order WHERE user_id = 27")
+q("char_filter", "SELECT order_id, region FROM t_order WHERE region = 'EU' AND user_id < 60")
+q("char_filter_padded", "SELECT order_id, region FROM t_order WHERE region = 'NA' AND user_id < 60")
+q("char_order_limit", "SELECT order_id, region FROM t_order ORDER BY region, order_id LIMIT 40 OFFSET 1500", True)
+q("char_order_desc", "SELECT order_id, region FROM t_order WHERE amount > 4000 ORDER BY region DESC, order_id", True)
+q("char_order_range", "SELECT region FROM t_order WHERE order_id BETWEEN 20000 AND 20600 ORDER BY region, order_id",
+  True)
+q("char_group", "SELECT region, COUNT(*), SUM(amount) FROM t_order GROUP BY region", ci=True)
+q("char_group_ordered", "SELECT region, COUNT(*) FROM t_order GROUP BY region ORDER BY region", True, ci=True)
+q("char_distinct_ordered", "SELECT DISTINCT region FROM t_order ORDER BY region", True, ci=True)
+q("char_min_max", "SELECT MIN(region), MAX(region), COUNT(DISTINCT region) FROM t_order", True, ci=True)
+q("datetime_select", "SELECT order_id, updated_at FROM t_order WHERE user_id = 28")
+q("datetime_order_limit", "SELECT order_id, updated_at FROM t_order ORDER BY updated_at DESC, order_id LIMIT 30", True)
+q("datetime_range", "SELECT order_id FROM t_order WHERE updated_at BETWEEN '2024-03-01 06:00:00' "
+                    "AND '2024-03-02 18:00:00'")
+q("datetime_min_max", "SELECT MIN(updated_at), MAX(updated_at) FROM t_order WHERE status = 'NEW'", True)
+q("datetime_group", "SELECT updated_at, COUNT(*) FROM t_order GROUP BY updated_at HAVING COUNT(*) > 1")
+q("datetime_cast_group", "SELECT CAST(updated_at AS DATE) AS d, COUNT(*) FROM t_order GROUP BY CAST(updated_at AS DATE) "
+                         "ORDER BY d DESC LIMIT 20", True)
+q("datetime_distinct", "SELECT DISTINCT updated_at FROM t_order WHERE created = '2024-05-05'")
+
 # -- refusals --------------------------------------------------------------------------------------------------------
 
 

@@ -56,6 +56,26 @@ _TX_WRITES = [
     S(f"SELECT ledger_id, memo FROM t_ledger WHERE ledger_id IN ({K[0]}, {K[1]}, 901) ORDER BY ledger_id", True),
 ]
 
+def _oltp_transaction(n: int) -> list[Step]:
+    """One sysbench oltp_read_write transaction on t_ledger: reads (merged ranges) then writes on both data sources."""
+    a = K[20 + 17 * n]
+    return [
+        S("BEGIN"),
+        S(f"SELECT memo FROM t_ledger WHERE ledger_id = {a}"),
+        S(f"SELECT memo FROM t_ledger WHERE ledger_id BETWEEN {a} AND {a + 30}"),
+        S(f"SELECT SUM(delta) FROM t_ledger WHERE ledger_id BETWEEN {a} AND {a + 30}", True),
+        S(f"SELECT kind FROM t_ledger WHERE ledger_id BETWEEN {a} AND {a + 30} ORDER BY kind, ledger_id", True),
+        # UPPER: MariaDB's DISTINCT would show any one of 'fee'/'FEE'; their upper-case form is one value.
+        S(f"SELECT DISTINCT UPPER(kind) FROM t_ledger WHERE ledger_id BETWEEN {a} AND {a + 30} ORDER BY 1", True),
+        S(f"UPDATE t_ledger SET delta = delta + 1 WHERE ledger_id = {a + 1}"),
+        S(f"UPDATE t_ledger SET memo = 'oltp {n}' WHERE ledger_id = {a + 2}"),
+        S(f"DELETE FROM t_ledger WHERE ledger_id = {a + 3}"),
+        S(f"INSERT INTO t_ledger (ledger_id, user_id, kind, delta, memo) VALUES ({a + 3}, {U[a + 3]}, 'oltp', 1.00, "
+          "NULL)"),
+        S("COMMIT"),
+    ]
+
+
 SCENARIOS: dict[str, list[Step]] = {
     "update_point": [S(f"UPDATE t_ledger SET memo = 'point' WHERE user_id = {U[K[0]]} AND ledger_id = {K[0]}")],
     "update_key_only": [S(f"UPDATE t_ledger SET delta = delta * 2 WHERE ledger_id = {K[1]}")],
@@ -87,6 +107,7 @@ SCENARIOS: dict[str, list[Step]] = {
     "tx_commit": [S("BEGIN"), *_TX_WRITES, S("COMMIT")],
     "tx_start_transaction_commit": [S("START TRANSACTION"), S(_NEW_ROWS),
                                     S("DELETE FROM t_ledger WHERE kind = 'credit'"), S("COMMIT")],
+    "tx_oltp_read_write": [step for n in range(4) for step in _oltp_transaction(n)],
     "tx_rollback_after_reads": [
         S("BEGIN"),
         S("SELECT COUNT(*) FROM t_ledger", True),
