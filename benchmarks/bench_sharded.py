@@ -511,11 +511,9 @@ def alternate(bench: Bench, mesh: Mesh, cases: Sequence[Any], run: Callable[[str
                 except (DbMeshStartError, OSError) as exc:
                     bench.record(Run(part, str(case), system, rnd, False, error=f"dbmesh restart failed: {exc}"), "")
                     continue
-                bench.record(run(system, case, rnd), "")
-                last = bench.runs[-1]
-                if last.ok:
-                    print(f"    {status(last)}", file=sys.stderr)
-                elif mesh.proc is not None and not mesh.proc.is_running():
+                result = run(system, case, rnd)
+                bench.record(result, status(result) if result.ok else "")
+                if not result.ok and mesh.proc is not None and not mesh.proc.is_running():
                     print(f"    dbmesh stderr: {mesh.stderr_tail()}", file=sys.stderr)
 
 
@@ -689,8 +687,8 @@ def readme_block(bench: Bench, summary: list[dict[str, Any]], document: dict[str
         f"sysbench table-size {s['table_size']:,} (`--rand-type=uniform`), pgbench scale {s['scale']}, scatter table "
         f"{s['scatter_rows']:,} rows; {s['time_s']} s per tool run and {s['scatter_time_s']} s per scatter run, "
         f"{s['rounds']} rounds; {s['versions'].get('mariadb', '-')}, PostgreSQL {s['versions'].get('postgresql', '-')}, "
-        f"a shared {document['machine']['cpus']}-core machine, {document['when']} (medians; ratios are medians of "
-        "per-round sharded/plain ratios).",
+        f"a shared {document['machine']['cpus']}-core machine, {document['when']}, dbmesh at "
+        f"{_revision_text(document['dbmesh'])} (medians; ratios are medians of per-round sharded/plain ratios).",
         "",
         "| workload | case | plain | sharded | sharded / plain | target | |",
         "|:---|:---|---:|---:|---:|---:|:---|",
@@ -706,6 +704,12 @@ def readme_block(bench: Bench, summary: list[dict[str, Any]], document: dict[str
         verdict = {None: "not measured", True: "meets", False: "**misses**"}[e["meets"]]
         lines.append(f"| {workload} | {case} | {plain} | {sharded} | {_fmt(e['ratio'], '.3f')} "
                      f"| {e['target']} | {verdict} |")  # fmt: skip
+    for e in summary:
+        for system in SYSTEMS:
+            failed = e["systems"][system]["errors"]
+            if failed:
+                workload, case = describe_case(e)
+                lines += ["", f"{workload} {case}: {len(failed)} {system} run(s) failed: `{_first_error(failed[0])}`"]
     missed = [e for e in summary if e["meets"] is False]
     if missed:
         names = "; ".join(f"{describe_case(e)[0]} {describe_case(e)[1]} at {_fmt(e['ratio'], '.3f')}" for e in missed)
@@ -722,6 +726,23 @@ def readme_block(bench: Bench, summary: list[dict[str, Any]], document: dict[str
         lines += ["", f"dbmesh was found exited and restarted {len(bench.notes)} time(s) during this run "
                       "(`notes` in the JSON)."]  # fmt: skip
     return "\n".join(lines)
+
+
+def _first_error(text: str, limit: int = 200) -> str:
+    """The first line of a failed run's output that names an error, shortened for the README.
+
+    >>> _first_error("sysbench exited 1: Threads started! | FATAL: boom (1243) | FATAL: again")
+    'FATAL: boom (1243)'
+    """
+    parts = [p.strip() for p in text.split(" | ")]
+    named = [p for p in parts if "error" in p.lower() or "fatal" in p.lower()]
+    line = (named or parts)[0].replace("`", "'")
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _revision_text(revision: dict[str, Any]) -> str:
+    changed = revision["uncommitted_engine_files"]
+    return f"`{revision['commit']}`" + (f" plus uncommitted changes to {len(changed)} engine file(s)" if changed else "")
 
 
 def update_readme(path: Path, block: str) -> None:
@@ -795,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     started = time.monotonic()
+    revision = engine_revision()
     workdir = Path(tempfile.mkdtemp(prefix="dbmesh-bench-sharded-"))
     bench = Bench(args, workdir)
     want_mysql = "sysbench" in args.parts or ("scatter" in args.parts and "mysql" in args.scatter_dialects)
@@ -828,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         document = {
             "benchmark": "sharded vs plain dbmesh: sysbench oltp_point_select, pgbench -S, scatter ORDER BY LIMIT",
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "dbmesh": revision,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "settings": {"parts": args.parts, "time_s": args.time, "rounds": args.rounds, "threads": args.threads,
                          "ps_modes": args.ps_modes, "table_size": args.table_size, "rand_type": "uniform",
@@ -863,6 +886,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work directory kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def engine_revision() -> dict[str, Any]:
+    """The commit dbmesh ran from and the engine files that differed from it (dbmesh runs from the working tree)."""
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "dbmesh").splitlines() if line]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_engine_files": changed}
 
 
 def run_dialect(bench: Bench, dialect: Dialect, server: Any, mesh: Mesh) -> None:
