@@ -48,6 +48,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -592,7 +593,8 @@ MEASURES = {
 def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     """One entry per (part, case): per-system medians, per-round sharded/plain ratios and their median."""
     out: list[dict[str, Any]] = []
-    keys = list(dict.fromkeys((r.part, r.case) for r in runs))
+    # Parts in the order of PARTS whatever order they ran in (the dialects interleave them); cases as they ran.
+    keys = sorted(dict.fromkeys((r.part, r.case) for r in runs), key=lambda k: PARTS.index(k[0]))
     for part, case in keys:
         mine = [r for r in runs if r.part == part and r.case == case]
         measure, target, op = MEASURES[part]
@@ -603,7 +605,7 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
                                "p50_us": median([r.p50_us for r in ok]), "p99_us": median([r.p99_us for r in ok]),
                                "mean_us": median([r.mean_us for r in ok]),
                                "errors": [r.error for r in mine if r.system == system and not r.ok]}  # fmt: skip
-        ratios: dict[str, list[float]] = {measure: [], "p99_us": [], "mean_us": []}
+        ratios: dict[str, list[float]] = {name: [] for name in dict.fromkeys((measure, "p50_us", "p99_us", "mean_us"))}
         for rnd in sorted({r.round for r in mine}):
             by = {r.system: r for r in mine if r.round == rnd and r.ok}
             if "plain" in by and "sharded" in by:
@@ -631,8 +633,9 @@ def describe_case(entry: dict[str, Any]) -> tuple[str, str]:
     return "scatter ORDER BY k LIMIT 10", case
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "-" if value != value else format(value, spec)
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    """A figure with its unit, or "-" when it was not measured (NaN here, null in a reloaded JSON)."""
+    return "-" if value is None or value != value else format(value, spec) + unit
 
 
 def print_report(bench: Bench, summary: list[dict[str, Any]]) -> None:
@@ -648,11 +651,12 @@ def print_report(bench: Bench, summary: list[dict[str, Any]]) -> None:
         workload, case = describe_case(e)
         sy = e["systems"]
         if e["measure"] == "tps":
-            plain, sharded = _fmt(sy["plain"]["tps"], ",.0f") + " tps", _fmt(sy["sharded"]["tps"], ",.0f") + " tps"
+            plain, sharded = _fmt(sy["plain"]["tps"], ",.0f", " tps"), _fmt(sy["sharded"]["tps"], ",.0f", " tps")
         else:
-            plain, sharded = _fmt(sy["plain"]["p50_us"], ".0f") + " µs p50", _fmt(sy["sharded"]["p50_us"], ".0f") + \
-                " µs p50"  # fmt: skip
+            plain, sharded = _fmt(sy["plain"]["p50_us"], ".0f", " µs p50"), _fmt(sy["sharded"]["p50_us"], ".0f", " µs p50")
         verdict = {None: "[yellow]not measured[/]", True: "[green]meets[/]", False: "[red]misses[/]"}[e["meets"]]
+        if e["meets"] is None and sy["sharded"]["errors"]:
+            verdict = "[red]fails (error below)[/]"
         table.add_row(workload, case, plain, sharded, _fmt(e["ratio"], ".3f"), e["target"], verdict,
                       f"{sy['plain']['runs']}/{sy['sharded']['runs']}")  # fmt: skip
     console.print(table)
@@ -673,9 +677,9 @@ README_END = "<!-- bench:sharded:end -->"
 README_AFTER = "<!-- bench:pg_select:end -->"
 
 
-def readme_block(bench: Bench, summary: list[dict[str, Any]], document: dict[str, Any]) -> str:
-    """The Markdown that goes between the README markers."""
-    s = document["settings"]
+def readme_block(document: dict[str, Any]) -> str:
+    """The Markdown that goes between the README markers, from a results document (fresh or reloaded)."""
+    s, summary = document["settings"], document["summary"]
     lines = [
         "Sharding: the same workloads on a logical database sharded over two data sources and on an unsharded one "
         "(one data source, dbmesh's plain path), both through dbmesh, in alternating rounds "
@@ -697,11 +701,12 @@ def readme_block(bench: Bench, summary: list[dict[str, Any]], document: dict[str
         workload, case = describe_case(e)
         sy = e["systems"]
         if e["measure"] == "tps":
-            plain, sharded = f"{_fmt(sy['plain']['tps'], ',.0f')} TPS", f"{_fmt(sy['sharded']['tps'], ',.0f')} TPS"
+            plain, sharded = _fmt(sy["plain"]["tps"], ",.0f", " TPS"), _fmt(sy["sharded"]["tps"], ",.0f", " TPS")
         else:
-            plain = f"{_fmt(sy['plain']['p50_us'], '.0f')} µs p50"
-            sharded = f"{_fmt(sy['sharded']['p50_us'], '.0f')} µs p50"
+            plain, sharded = _fmt(sy["plain"]["p50_us"], ".0f", " µs p50"), _fmt(sy["sharded"]["p50_us"], ".0f", " µs p50")
         verdict = {None: "not measured", True: "meets", False: "**misses**"}[e["meets"]]
+        if e["meets"] is None and sy["sharded"]["errors"]:
+            verdict = "**fails** (error below)"
         lines.append(f"| {workload} | {case} | {plain} | {sharded} | {_fmt(e['ratio'], '.3f')} "
                      f"| {e['target']} | {verdict} |")  # fmt: skip
     for e in summary:
@@ -714,16 +719,16 @@ def readme_block(bench: Bench, summary: list[dict[str, Any]], document: dict[str
     if missed:
         names = "; ".join(f"{describe_case(e)[0]} {describe_case(e)[1]} at {_fmt(e['ratio'], '.3f')}" for e in missed)
         lines += ["", f"Targets missed in this run: {names}."]
-    bad = [c for c in bench.checks if not c.ok]
-    checked = len(bench.checks)
+    bad = [c for c in document["checks"] if not c["ok"]]
+    checked = len(document["checks"])
     lines += ["", f"Answers checked through dbmesh before timing (totals, point selects, the scatter query on both "
                   f"logical databases): {checked - len(bad)} of {checked} checks identical."]  # fmt: skip
     for c in bad:
-        lines.append(f"Mismatch: {c.part}: {c.what}: {c.detail}")
-    for part in bench.failures:
+        lines += ["", f"**Wrong answer** on the sharded database: {c['part']}: {c['what']}: {c['detail']}"]
+    for part in document["failures"]:
         lines += ["", f"{part} was not measured in this run (see `failures` in the JSON)."]
-    if bench.notes:
-        lines += ["", f"dbmesh was found exited and restarted {len(bench.notes)} time(s) during this run "
+    if document["notes"]:
+        lines += ["", f"dbmesh was found exited and restarted {len(document['notes'])} time(s) during this run "
                       "(`notes` in the JSON)."]  # fmt: skip
     return "\n".join(lines)
 
@@ -734,7 +739,7 @@ def _first_error(text: str, limit: int = 200) -> str:
     >>> _first_error("sysbench exited 1: Threads started! | FATAL: boom (1243) | FATAL: again")
     'FATAL: boom (1243)'
     """
-    parts = [p.strip() for p in text.split(" | ")]
+    parts = [re.sub(r"^\w+ exited -?\d+: ", "", p.strip()) for p in text.split(" | ")]
     named = [p for p in parts if "error" in p.lower() or "fatal" in p.lower()]
     line = (named or parts)[0].replace("`", "'")
     return line if len(line) <= limit else line[:limit - 3] + "..."
@@ -801,6 +806,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "sharded.json")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, dbmesh logs)")
     p.add_argument("--update-readme", action="store_true", help="rewrite the sharded block in README.md")
+    p.add_argument("--readme-from", type=Path, metavar="JSON",
+                   help="only rewrite the README block from a results file written earlier; measure nothing")
     args = p.parse_args(argv)
     if bad := [x for x in args.parts if x not in PARTS]:
         p.error(f"unknown part(s) {bad}: choose from {PARTS}")
@@ -809,6 +816,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.readme_from is not None:
+        update_readme(ROOT / "README.md", readme_block(json.loads(args.readme_from.read_text())))
+        return 0
     tools = {"sysbench": "sysbench", "pgbench": "pgbench"}
     missing = [tool for part, tool in tools.items() if part in args.parts and shutil.which(tool) is None]
     if missing:
@@ -873,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(json.dumps(_nan_to_none(document), indent=2, ensure_ascii=False) + "\n")
         print(f"results written to {args.output} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
         if args.update_readme:
-            update_readme(ROOT / "README.md", readme_block(bench, summary, document))
+            update_readme(ROOT / "README.md", readme_block(_nan_to_none(document)))
         return 0
     finally:
         for mesh in meshes:
