@@ -393,7 +393,24 @@ class MySQLSession:
 
     def _run_sharded(self, stmt: _Statement) -> None:
         self.current = stmt
+        sharded = self.sharded
+        assert sharded is not None and stmt.info is not None
+        if not self._client_paused and sharded.try_fast(stmt.sql, stmt.info, self._sharded_fast_done):
+            return
         self.runtime.spawn(self._sharded_statement(stmt))
+
+    def _sharded_fast_done(self, error: bool) -> None:
+        """A single-unit statement started by try_fast() has been answered (or its connection was lost)."""
+        stmt, self.current = self.current, None
+        sharded = self.sharded
+        if sharded is not None:
+            self.status = sharded.status
+        if stmt is not None:
+            self._account(stmt, 0, error)
+        if not self.closed:
+            if sharded is not None:
+                sharded.idle()
+            self._next()
 
     async def _sharded_statement(self, stmt: _Statement) -> None:
         sharded = self.sharded

@@ -18,7 +18,7 @@ import datetime
 import logging
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from dbmesh.config import Database, DataSource
 from dbmesh.kernel.execute import Lanes
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
 from dbmesh.protocol.mysql.binary import binary_row, decode_params, inline_params
-from dbmesh.protocol.mysql.constants import ColumnType, Status
+from dbmesh.protocol.mysql.constants import ColumnType, MariaDBCapability, Status
 from dbmesh.protocol.mysql.packets import (
     ColumnDefinition41,
     ErrPacket,
@@ -67,6 +67,8 @@ _TXN = re.compile(
 _SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO\b)", re.I)
 _INFO_NUMBERS = re.compile(rb"(\w+): (\d+)")
 _ALL_COLUMNS = 2**31 - 1
+# Statements whose first word needs the general path (transaction control, savepoints, SET, admin SQL).
+_NOT_FAST_HEADS = frozenset({"BEGI", "STAR", "COMM", "ROLL", "SAVE", "RELE", "SET ", "SET\t", "SET\n"})
 _ROWS_BUFFERED = 256  # rows a cursor holds before it pauses its data source (when it may)
 _FLUSH_BYTES = 1 << 16
 
@@ -402,6 +404,9 @@ class ShardedMySQL:
             self.session.frontend.send_err_packet(exc.err.code, exc.err.sqlstate, exc.err.message, 1)
         except OSError as exc:
             self._send_error(errors.BackendError(errors.BACKEND_LOST, data_source="?", detail=str(exc)))
+        except Exception as exc:  # a bug must still answer the client, or it waits forever
+            log.exception("[BUG] sharded statement failed: %s", sql)
+            self._send_error(errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
     def _send_error(self, exc: errors.DbMeshError) -> None:
         self.runtime.metrics.error(exc.entry.code, "mysql")
@@ -435,6 +440,37 @@ class ShardedMySQL:
         if not self.autocommit and not self.txn_open and plan.kind != "other":
             self._open_transaction("BEGIN")
         await self.execute(plan)
+
+    def try_fast(self, sql: str, info: StatementInfo, done: Callable[[bool], None]) -> bool:
+        """Start a statement without a task when it is one unit on a connection that is ready for it (the common
+        point statement). False: nothing was sent; the caller takes the general path."""
+        if info.pin or info.set_vars or (not self.autocommit and not self.txn_open):
+            return False
+        head = sql.lstrip()[:4].upper()
+        if head in _NOT_FAST_HEADS:
+            return False
+        if _admin_head(sql):
+            return False
+        try:
+            plan = self.planner.plan(sql, hint=self.hint)
+        except errors.DbMeshError:
+            return False  # the general path plans again and reports the error
+        units = plan.units
+        if len(units) != 1 or plan.merge is not None or plan.generated_keys:
+            return False
+        unit = units[0]
+        lease = self.leases.get(unit.data_source)
+        if lease is None:
+            return False
+        conn = lease.conn
+        if conn is None or conn.broken or conn.busy or conn.vars != self.session.vars or \
+                conn.schema != lease.ds.database or (self.txn_open and unit.data_source not in self.joined):
+            return False
+        lease.reclaimable = False
+        self.current_sql = sql
+        conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT,
+                           _FastRelay(self, lease, done))
+        return True
 
     def _open_transaction(self, begin_sql: str) -> None:
         self.txn_open = True
@@ -525,6 +561,13 @@ class ShardedMySQL:
 
     async def prepare(self, sql: str) -> None:
         try:
+            await self._prepare(sql)
+        except Exception as exc:  # a bug must still answer the client
+            log.exception("[BUG] sharded prepare failed: %s", sql)
+            self._send_error(errors.InternalError(f"{type(exc).__name__}: {exc}"))
+
+    async def _prepare(self, sql: str) -> None:
+        try:
             shape = self.runtime.parse_cache("mysql").get_prepared(sql, "mysql")
             n = shape.param_count
             plan = self._dummy_plan(sql, n)
@@ -610,6 +653,9 @@ class ShardedMySQL:
             self._send_error(exc)
         except BackendQueryError as exc:
             self.session.frontend.send_err_packet(exc.err.code, exc.err.sqlstate, exc.err.message, 1)
+        except Exception as exc:  # a bug must still answer the client
+            log.exception("[BUG] sharded prepared statement failed: %s", st.sql)
+            self._send_error(errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
     def close_prepared(self, stmt_id: bytes) -> None:
         self.prepared.pop(stmt_id, None)
@@ -661,7 +707,8 @@ class ShardedMySQL:
             head = next((c for c in cursors if c.ncols >= 0), None)
             if head is None:
                 raise errors.InternalError("a sharded SELECT returned no result set")
-            column_defs = [ColumnDefinition41.decode(p) for p in head.columns]
+            extended = bool(self.session.ext_capabilities & MariaDBCapability.EXTENDED_METADATA)
+            column_defs = [ColumnDefinition41.decode(p, extended) for p in head.columns]
             codec = mysql_text_codec(column_defs)
             ncols = len(head.columns)
             # The planner cannot count `*` columns: "all" is a huge number, and derived columns after a `*` are
@@ -861,7 +908,7 @@ def _rename_column(payload: bytes, tables: dict[str, str], schema: str, name: st
     expression column gets the client's own spelling as its name."""
     if not tables and name is None:
         return payload
-    col = ColumnDefinition41.decode(payload)
+    col = ColumnDefinition41.decode(payload)  # only the names are read: extended metadata does not matter
     table = tables.get(col.table, col.table)
     org_table = tables.get(col.org_table, col.org_table)
     if table == col.table and org_table == col.org_table and (name is None or name == col.name):
@@ -892,6 +939,30 @@ def _lenenc_at(p: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(p[pos + 1:pos + 9], "little"), 9
 
 
+class _FastRelay:
+    """Sink of a statement started by try_fast(): forwards the response and tells the session when it ends."""
+
+    __slots__ = ("done", "forward", "lease", "owner")
+
+    def __init__(self, owner: ShardedMySQL, lease: _Lease, done: Callable[[bool], None]) -> None:
+        self.owner = owner
+        self.lease = lease
+        self.done = done
+        self.forward = owner.session.frontend.write
+
+    def response_done(self, conn: MySQLBackendConnection) -> None:
+        self.done(conn.scanner.is_error)
+
+    def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
+        self.owner._drop(self.lease)
+        if conn.scanner.mid_packet():
+            self.owner.session.frontend.close()
+        else:
+            self.owner._send_error(errors.BackendError(errors.BACKEND_LOST, data_source=conn.data_source.name,
+                                                       detail=detail))
+        self.done(True)
+
+
 class _Relay:
     """Sink forwarding one unit's response to the client unchanged."""
 
@@ -909,6 +980,12 @@ class _Relay:
     def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
         self.lost = detail
         self.response_done(conn)
+
+
+def _admin_head(sql: str) -> bool:
+    """Could `sql` be an admin statement? (Admin statements start with PREVIEW, SHOW, SET, ADD or CLEAR.)"""
+    head = sql.lstrip()[:3].upper()
+    return head in ("PRE", "SHO", "ADD", "CLE")
 
 
 def _admin_parse(sql: str) -> Any:

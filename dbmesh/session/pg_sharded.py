@@ -358,6 +358,9 @@ class ShardedPg:
             self._extended_error(render_error(exc))
         except PgQueryError as exc:
             self._extended_error(_error_payload(exc.sqlstate, exc.message))
+        except Exception as exc:  # a bug must still answer the client, or it waits forever
+            log.exception("[BUG] sharded PostgreSQL message %r failed", chr(mtype))
+            self._extended_error(render_error(errors.InternalError(f"{type(exc).__name__}: {exc}")))
 
     def _extended_error(self, payload: bytes) -> None:
         self.out.append(_msg(b"E", payload))
@@ -501,6 +504,11 @@ class ShardedPg:
                 self.status = b"E"
         except PgQueryError as exc:
             self.out.append(_msg(b"E", _error_payload(exc.sqlstate, exc.message)))
+            if self.status == b"T":
+                self.status = b"E"
+        except Exception as exc:  # a bug must still answer the client, or it waits forever
+            log.exception("[BUG] sharded query failed: %s", sql)
+            self.out.append(_msg(b"E", render_error(errors.InternalError(f"{type(exc).__name__}: {exc}"))))
             if self.status == b"T":
                 self.status = b"E"
 

@@ -281,11 +281,15 @@ class ColumnDefinition41:
         ))
 
     @classmethod
-    def decode(cls, payload: bytes) -> ColumnDefinition41:
-        """Parse a Protocol::ColumnDefinition41 payload (the catalog is always "def" and is not kept)."""
+    def decode(cls, payload: bytes, extended_metadata: bool = False) -> ColumnDefinition41:
+        """Parse a Protocol::ColumnDefinition41 payload (the catalog is always "def" and is not kept).
+        `extended_metadata`: MariaDB's MARIADB_CLIENT_EXTENDED_METADATA was negotiated, so a length-encoded
+        type-info string sits between the names and the fixed-length fields (it is skipped)."""
         r = PayloadReader(payload)
         r.lenenc_bytes()  # catalog
         schema, table, org_table, name, org_name = (r.lenenc_bytes().decode("utf-8", "replace") for _ in range(5))
+        if extended_metadata:
+            r.lenenc_bytes()
         r.lenenc()  # length of the fixed fields (0x0c)
         charset, length, type_, flags, decimals = struct.unpack_from("<HIBHB", payload, r.pos)
         return cls(name, type_, charset, length, flags, decimals, schema, table, org_table, org_name)
