@@ -82,6 +82,9 @@ class Planner:
             if not self._routes_tables:
                 return Plan("other", (RouteUnit(self.rule.default_data_source, sql, values),))
             raise syntax(str(error.args_map.get("detail", error))) from error
+        split = self._split_multi_table_ddl(parsed.tree, values, hint)
+        if split is not None:
+            return split
         a = self._analysis(parsed, text)
         if hint is not None and hint.data_source is not None:
             # ShardingSphere's dataSourceName hint: the statement goes there as written.
@@ -97,6 +100,31 @@ class Planner:
                         a.tables)
         units = tuple(self._renamed(a, t, parsed, text, sql, values) for t in routing.targets)
         return Plan(a.kind, units, None, routing.generated_keys, a.tables)
+
+    def _split_multi_table_ddl(self, tree: exp.Expr, values: tuple[Any, ...], hint: Hint | None) -> Plan | None:
+        """TRUNCATE / DROP TABLE naming several tables that live in different places (e.g. a sharded table and
+        single tables, as `pgbench -i` truncates): one statement per table, each routed on its own, so every
+        data source gets only the tables it holds. None when the statement names one table."""
+        if values or (hint is not None and hint.data_source is not None):
+            return None
+        if isinstance(tree, exp.TruncateTable):
+            key = "expressions"
+        elif isinstance(tree, exp.Drop) and str(tree.args.get("kind") or "").upper() == "TABLE":
+            key = "tables"
+        else:
+            return None
+        tables = tree.args.get(key) or []
+        if len(tables) < 2:
+            return None
+        units: list[RouteUnit] = []
+        names: list[str] = []
+        for table in tables:
+            one = tree.copy()
+            one.set(key, [table.copy()])
+            plan = self.plan(one.sql(self.dialect), (), hint)
+            units.extend(plan.units)
+            names.extend(plan.tables)
+        return Plan("ddl", tuple(units), None, (), tuple(dict.fromkeys(names)))
 
     # ----------------------------------------------------------------------------------------- analysis
 
