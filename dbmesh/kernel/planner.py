@@ -19,6 +19,7 @@ INSERT splitting or generated keys are rewritten on sqlglot trees and generated.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -46,6 +47,15 @@ from dbmesh.sharding.conditions import Hint
 __all__ = ["Planner"]
 
 
+_PG_MAINTENANCE = re.compile(
+    r"^\s*(?P<head>(?:VACUUM|ANALYZE|ANALYSE)(?:\s*\([^)]*\))?(?:\s+(?:FULL|FREEZE|VERBOSE|ANALYZE|ANALYSE))*)"
+    r"(?P<tables>(?:\s+[^;]*)?)\s*;?\s*$", re.I | re.S)
+_MYSQL_MAINTENANCE = re.compile(
+    r"^\s*(?P<head>(?:ANALYZE|OPTIMIZE|CHECK|REPAIR)(?:\s+(?:NO_WRITE_TO_BINLOG|LOCAL))?\s+TABLES?)"
+    r"(?P<tables>\s+[^;]*?)\s*;?\s*$", re.I | re.S)
+_PLAIN_NAME = re.compile(r'^(?:"[^"]+"|`[^`]+`|[A-Za-z_][A-Za-z0-9_$]*)$')
+
+
 class Planner:
     """Plans statements of one logical database and dialect against its sharding rule."""
 
@@ -70,6 +80,9 @@ class Planner:
         if "SHARDINGSPHERE_HINT" in sql:
             hint = merge_hints(hint, parse_hint(sql))
         values = tuple(params)
+        maintenance = self._maintenance(sql)
+        if maintenance is not None:
+            return maintenance
         text = sql
         if values:
             try:
@@ -100,6 +113,35 @@ class Planner:
                         a.tables)
         units = tuple(self._renamed(a, t, parsed, text, sql, values) for t in routing.targets)
         return Plan(a.kind, units, None, routing.generated_keys, a.tables)
+
+    def _maintenance(self, sql: str) -> Plan | None:
+        """VACUUM / ANALYZE (PostgreSQL) and ANALYZE / OPTIMIZE / CHECK / REPAIR TABLE (MySQL), which sqlglot
+        does not parse: each named table's actual tables get the same command on their data sources; without
+        a table list every data source gets it as written."""
+        m = (_PG_MAINTENANCE if self.dialect == "postgres" else _MYSQL_MAINTENANCE).match(sql)
+        if m is None:
+            return None
+        head, names_text = m.group("head"), m.group("tables").strip()
+        if not names_text:
+            return Plan("other", tuple(RouteUnit(ds, sql) for ds in self.rule.data_sources))
+        units: list[RouteUnit] = []
+        logic: list[str] = []
+        for raw in names_text.split(","):
+            name = raw.strip()
+            if not _PLAIN_NAME.match(name):
+                raise unsupported(f"{head.split()[0].upper()} of {name!r}", [name],
+                                  "only plain table names can be routed (no column lists or schemas)")
+            bare = name.strip('"`')
+            table_rule = self.rule.table_rule(bare)
+            if table_rule is not None:
+                for node in table_rule.data_nodes:
+                    units.append(RouteUnit(node.data_source, f"{head} {node.table}", (), ((node.table, bare),)))
+            elif self.rule.is_broadcast(bare):
+                units.extend(RouteUnit(ds, f"{head} {name}") for ds in self.rule.data_sources)
+            else:
+                units.append(RouteUnit(self.rule.single_data_source(bare), f"{head} {name}"))
+            logic.append(bare)
+        return Plan("other", tuple(units), None, (), tuple(logic))
 
     def _split_multi_table_ddl(self, tree: exp.Expr, values: tuple[Any, ...], hint: Hint | None) -> Plan | None:
         """TRUNCATE / DROP TABLE naming several tables that live in different places (e.g. a sharded table and

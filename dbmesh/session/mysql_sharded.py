@@ -45,7 +45,7 @@ from dbmesh.protocol.mysql.packets import (
     result_terminator,
     text_result_set,
 )
-from dbmesh.session.classify import StatementInfo
+from dbmesh.session.classify import StatementInfo, classify
 from dbmesh.sharding.conditions import Hint
 
 if TYPE_CHECKING:
@@ -638,6 +638,12 @@ class ShardedMySQL:
                                           detail="on a sharded logical database; bind the value directly")
             params, st.types = decode_params(payload[1:], st.param_count, st.types)
             self.current_sql = st.sql
+            if not params:
+                info = classify_cached(st.sql)
+                if _TXN.match(st.sql) or _SAVEPOINT.match(st.sql) or info.set_vars or info.pin:
+                    # Session and transaction control answer OK packets, the same in both protocols.
+                    await self._query(st.sql, info)
+                    return
             plan = self.planner.plan(st.sql, params, hint=self.hint)
             if not self.autocommit and not self.txn_open and plan.kind != "other":
                 self._open_transaction("BEGIN")
@@ -670,6 +676,11 @@ class ShardedMySQL:
         if plan.kind == "query" and plan.merge is not None:
             await self._merged_query(plan)
             return
+        if plan.kind == "other":
+            # Maintenance and other statements sent to several data sources: their result sets (ANALYZE TABLE,
+            # CHECK TABLE ...) are concatenated; statements without one answer one summed OK.
+            await self._merged_query(plan, ok_fallback=True)
+            return
         await self._multi_update(plan)
 
     async def _single(self, unit: RouteUnit) -> None:
@@ -692,7 +703,8 @@ class ShardedMySQL:
 
         return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done)
 
-    async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None) -> None:
+    async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None,
+                            ok_fallback: bool = False) -> None:
         from dbmesh.kernel.merge import merge, mysql_text_codec
 
         spec = plan.merge
@@ -706,7 +718,13 @@ class ShardedMySQL:
             self._raise_first_error(plan, cursors)
             head = next((c for c in cursors if c.ncols >= 0), None)
             if head is None:
-                raise errors.InternalError("a sharded SELECT returned no result set")
+                if not ok_fallback:
+                    raise errors.InternalError("a sharded SELECT returned no result set")
+                for c in cursors:
+                    await c.wait_done()
+                self._raise_first_error(plan, cursors)
+                self._reply_ok_sum(plan, cursors)
+                return
             extended = bool(self.session.ext_capabilities & MariaDBCapability.EXTENDED_METADATA)
             column_defs = [ColumnDefinition41.decode(p, extended) for p in head.columns]
             codec = mysql_text_codec(column_defs)
@@ -794,6 +812,10 @@ class ShardedMySQL:
             await self._finish_transaction("ROLLBACK" if error is not None else "COMMIT", reply=False)
         if error is not None:
             raise error
+        self._reply_ok_sum(plan, cursors)
+
+    def _reply_ok_sum(self, plan: Plan, cursors: Sequence[MySQLShardCursor]) -> None:
+        """One OK for several units: counts summed, the insert id a single server would report."""
         affected = 0
         last_id = 0
         warnings = 0
@@ -980,6 +1002,19 @@ class _Relay:
     def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
         self.lost = detail
         self.response_done(conn)
+
+
+def classify_cached(sql: str) -> StatementInfo:
+    """The statement's session effects (cached per text: prepared statements repeat)."""
+    info = _CLASSIFIED.get(sql)
+    if info is None:
+        if len(_CLASSIFIED) > 4096:
+            _CLASSIFIED.clear()
+        info = _CLASSIFIED[sql] = classify(sql)
+    return info
+
+
+_CLASSIFIED: dict[str, StatementInfo] = {}
 
 
 def _admin_head(sql: str) -> bool:
