@@ -469,7 +469,7 @@ class ShardedMySQL:
         lease.reclaimable = False
         self.current_sql = sql
         conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT,
-                           _FastRelay(self, lease, done))
+                           _FastRelay(self, lease, done, unit))
         return True
 
     def _open_transaction(self, begin_sql: str) -> None:
@@ -686,7 +686,7 @@ class ShardedMySQL:
     async def _single(self, unit: RouteUnit) -> None:
         conn = await self._sticky(unit.data_source)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        sink = _Relay(self.session, done)
+        sink = _Relay(self, done, unit)
         conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, sink)
         await done
         if sink.lost is not None:
@@ -933,7 +933,8 @@ def _rename_column(payload: bytes, tables: dict[str, str], schema: str, name: st
     col = ColumnDefinition41.decode(payload)  # only the names are read: extended metadata does not matter
     table = tables.get(col.table, col.table)
     org_table = tables.get(col.org_table, col.org_table)
-    if table == col.table and org_table == col.org_table and (name is None or name == col.name):
+    if table == col.table and org_table == col.org_table and (name is None or name == col.name) and (
+            not col.schema or col.schema == schema):
         return payload
     pos = 0
     fields = []
@@ -961,16 +962,78 @@ def _lenenc_at(p: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(p[pos + 1:pos + 9], "little"), 9
 
 
+def _forwarder(owner: ShardedMySQL, unit: RouteUnit) -> Callable[[bytes], None]:
+    write = owner.session.frontend.write
+    if not unit.tables:
+        return write
+    return _HeaderRenamer(write, dict(unit.tables), owner.database.name, owner.session.deprecate_eof)
+
+
+class _HeaderRenamer:
+    """Forwards one response, renaming actual tables to logic ones in its column definitions, as one server
+    holding the logic tables would name them; everything after the column definitions passes untouched."""
+
+    __slots__ = ("buf", "deprecate_eof", "done", "schema", "tables", "write")
+
+    def __init__(self, write: Callable[[bytes], None], tables: dict[str, str], schema: str,
+                 deprecate_eof: bool) -> None:
+        self.write = write
+        self.tables = tables
+        self.schema = schema
+        self.deprecate_eof = deprecate_eof
+        self.buf = b""
+        self.done = False
+
+    def __call__(self, data: bytes) -> None:
+        if self.done:
+            self.write(data)
+            return
+        buf = self.buf + data if self.buf else data
+        pos = 0
+        packets: list[tuple[int, bytes]] = []
+        need = 0
+        while True:
+            if len(buf) - pos < 4:
+                self.buf = buf
+                return
+            n = int.from_bytes(buf[pos:pos + 3], "little")
+            if n == 0xFFFFFF or len(buf) - pos - 4 < n:
+                if n == 0xFFFFFF:  # a header this large is not a column definition list: pass it on as it is
+                    self.done = True
+                    self.write(buf)
+                    return
+                self.buf = buf
+                return
+            payload = buf[pos + 4:pos + 4 + n]
+            packets.append((buf[pos + 3], payload))
+            pos += 4 + n
+            if len(packets) == 1:
+                if not payload or payload[0] in (0x00, 0xFF, 0xFB, 0xFE):
+                    self.done = True  # OK, ERR: no column definitions
+                    self.write(buf)
+                    return
+                need = 1 + _lenenc_value(payload) + (0 if self.deprecate_eof else 1)
+            if len(packets) == need:
+                break
+        ncols = need - 1 - (0 if self.deprecate_eof else 1)
+        out = [build_packet(p if not 1 <= i <= ncols else _rename_column(p, self.tables, self.schema), seq)
+               for i, (seq, p) in enumerate(packets)]
+        out.append(buf[pos:])
+        self.done = True
+        self.buf = b""
+        self.write(b"".join(out))
+
+
 class _FastRelay:
     """Sink of a statement started by try_fast(): forwards the response and tells the session when it ends."""
 
     __slots__ = ("done", "forward", "lease", "owner")
 
-    def __init__(self, owner: ShardedMySQL, lease: _Lease, done: Callable[[bool], None]) -> None:
+    def __init__(self, owner: ShardedMySQL, lease: _Lease, done: Callable[[bool], None], unit: RouteUnit) -> None:
         self.owner = owner
         self.lease = lease
         self.done = done
-        self.forward = owner.session.frontend.write
+        self.forward = _forwarder(owner, unit)
 
     def response_done(self, conn: MySQLBackendConnection) -> None:
         self.done(conn.scanner.is_error)
@@ -990,8 +1053,8 @@ class _Relay:
 
     __slots__ = ("done", "forward", "lost")
 
-    def __init__(self, session: MySQLSession, done: asyncio.Future[None]) -> None:
-        self.forward = session.frontend.write
+    def __init__(self, owner: ShardedMySQL, done: asyncio.Future[None], unit: RouteUnit) -> None:
+        self.forward = _forwarder(owner, unit)
         self.done = done
         self.lost: str | None = None
 

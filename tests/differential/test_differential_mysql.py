@@ -116,3 +116,30 @@ def test_ddl_fans_out_to_every_actual_table(mysql_env: DiffEnv) -> None:
 
 def _node_rows(env: DiffEnv, nodes: list[tuple[str, str]], columns: str) -> dict[tuple[str, str], list[Any]]:
     return fetch_nodes(env.server, env.physical, nodes, columns)
+
+
+METADATA_QUERIES = [
+    # one data node: the data source's response is forwarded with its column definitions renamed
+    "SELECT order_id, amount FROM t_order WHERE user_id = 3 AND order_id = 7",
+    "SELECT o.order_id, o.status FROM t_order o WHERE o.user_id = 3 AND o.order_id = 7",
+    # several data nodes: merged results
+    "SELECT order_id, amount FROM t_order WHERE user_id = 3 ORDER BY order_id LIMIT 5",
+    "SELECT o.order_id, i.qty FROM t_order o JOIN t_order_item i ON i.order_id = o.order_id AND i.user_id = o.user_id "
+    "ORDER BY o.order_id, i.item_id LIMIT 5",
+]
+
+
+@pytest.mark.parametrize("sql", METADATA_QUERIES)
+def test_column_metadata_names_logic_tables(mysql_pair: Pair, sql: str) -> None:
+    """Column definitions name the logic tables (table alias and org_table) and the logical database, as one
+    server holding the logic tables would; never an actual table such as t_order_1."""
+    described = []
+    for conn, database in ((mysql_pair.plain, dataset.PLAIN_DB), (mysql_pair.mesh, dataset.LOGICAL_DB)):
+        cur = conn.cursor()
+        cur.execute(sql)
+        cur.fetchall()
+        fields = cur._result.fields
+        assert all(f.db in (database.encode(), database, b"", "") for f in fields), [f.db for f in fields]
+        described.append([(f.name, f.table_name, f.org_table, f.org_name) for f in fields])
+        cur.close()
+    assert described[0] == described[1]
