@@ -46,6 +46,7 @@ from dbmesh.protocol.mysql.packets import (
     text_result_set,
 )
 from dbmesh.session.classify import StatementInfo, classify
+from dbmesh.session.savepoints import SavepointStack, parse_savepoint
 from dbmesh.sharding.conditions import Hint
 
 if TYPE_CHECKING:
@@ -252,6 +253,7 @@ class ShardedMySQL:
         self._writable: asyncio.Event | None = None
         self.prepared: dict[bytes, _Prepared] = {}
         self.current_sql = ""
+        self.savepoints = SavepointStack()
         self._next_stmt = 0
 
     # -- status ------------------------------------------------------------------------------------------------
@@ -318,6 +320,8 @@ class ShardedMySQL:
             await self._prepare_conn(conn, lease.ds)
             if self.txn_open and ds_name not in self.joined:
                 await conn.execute(self.begin_sql)
+                for sp in self.savepoints.entries:  # a late joiner gets the transaction's savepoints too
+                    await conn.execute(f"SAVEPOINT {sp.name}")
                 self.joined.append(ds_name)
         except (BackendQueryError, errors.DbMeshError):
             self._drop(lease)
@@ -476,9 +480,11 @@ class ShardedMySQL:
         self.txn_open = True
         self.begin_sql = begin_sql
         self.joined = []
+        self.savepoints.clear()
 
     async def _end_transaction(self, verb: str) -> list[BaseException | None]:
         joined, self.joined = self.joined, []
+        self.savepoints.clear()
         self.txn_open = False
         results = await asyncio.gather(*(self._end_on(ds, verb) for ds in joined), return_exceptions=True)
         return list(results)
@@ -535,8 +541,20 @@ class ShardedMySQL:
             # Outside a transaction MySQL accepts SAVEPOINT as a no-op; ROLLBACK TO fails: let one server answer.
             await self.execute(Plan("other", (RouteUnit(self.rule.default_data_source, sql),)))
             return
-        raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SAVEPOINT",
-                                  detail="savepoints inside a transaction on a sharded logical database")
+        sp = parse_savepoint(sql)
+        if sp is None:
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="savepoint statement",
+                                      detail="write SAVEPOINT name, RELEASE SAVEPOINT name or ROLLBACK TO name")
+        if sp.action != "save" and self.savepoints.find(sp.key) is None:
+            # The server's own answer (ER_SP_DOES_NOT_EXIST), whichever data sources the transaction touched.
+            self.session.frontend.send_err_packet(1305, "42000", f"SAVEPOINT {sp.name.strip('`')} does not exist", 1)
+            return
+        results = await asyncio.gather(*(self._end_on(ds, sql) for ds in self.joined), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        self.savepoints.apply(sp)
+        self._send_ok(0, 0, b"")
 
     async def _admin(self, stmt: Any) -> None:
         from dbmesh.admin import AdminResult, apply_hint_change, execute_admin

@@ -40,6 +40,7 @@ from dbmesh.protocol.postgresql.messages import (
     RowDescription,
     render_error,
 )
+from dbmesh.session.savepoints import SavepointStack, parse_savepoint
 from dbmesh.sharding.autotables import DataNode
 from dbmesh.sharding.conditions import Hint
 
@@ -267,6 +268,7 @@ class ShardedPg:
         self.begin_sql = "BEGIN"
         self.joined: list[str] = []
         self.hint: Hint | None = None
+        self.savepoints = SavepointStack(replace_same_name=False)
         self.statements: dict[str, _Statement] = {}
         self.portals: dict[str, _Portal] = {}
         self.queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
@@ -418,6 +420,8 @@ class ShardedPg:
             await self._prepare_conn(conn)
             if self.status != b"I" and ds_name not in self.joined:
                 await conn.run(self.begin_sql)
+                for sp in self.savepoints.entries:  # a late joiner gets the transaction's savepoints too
+                    await conn.run(f"SAVEPOINT {sp.name}")
                 self.joined.append(ds_name)
         except (PgQueryError, errors.DbMeshError):
             self._drop(lease)
@@ -515,6 +519,9 @@ class ShardedPg:
     async def _statement(self, sql: str, params: tuple[Any, ...], result_formats: tuple[int, ...] | None, *,
                          describe: bool, max_rows: int, portal: _Portal | None, plan: Plan | None = None) -> None:
         """Run one statement and append its answer (RowDescription if `describe`, rows, CommandComplete)."""
+        if _SAVEPOINT.match(sql):  # before _TXN: ROLLBACK TO SAVEPOINT is not a ROLLBACK
+            await self._savepoint(sql)
+            return
         m = _TXN.match(sql)
         if m is not None:
             await self._transaction_control(m, sql)
@@ -522,9 +529,6 @@ class ShardedPg:
         if self.status == b"E":
             raise _Failed(_error_payload("25P02", "current transaction is aborted, commands ignored until end of "
                                                   "transaction block"))
-        if _SAVEPOINT.match(sql):
-            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="SAVEPOINT",
-                                      detail="savepoints on a sharded logical database")
         if portal is None and sql.lstrip()[:4].upper() == "COPY":
             await self._copy(sql)
             return
@@ -595,6 +599,7 @@ class ShardedPg:
                 self.status = b"T"
                 self.begin_sql = sql.strip().rstrip(";")
                 self.joined = []
+                self.savepoints.clear()
             tag = b"START TRANSACTION" if m.group("begin").upper().startswith("START") else b"BEGIN"
             self.out.append(_msg(b"C", tag + b"\x00"))
             return
@@ -607,8 +612,32 @@ class ShardedPg:
         await self._end_transaction("ROLLBACK" if rollback else "COMMIT")
         self.out.append(_msg(b"C", (b"ROLLBACK" if rollback else b"COMMIT") + b"\x00"))
 
+    async def _savepoint(self, sql: str) -> None:
+        sp = parse_savepoint(sql)
+        if sp is None:
+            raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="savepoint statement",
+                                      detail="write SAVEPOINT name, RELEASE [SAVEPOINT] name or ROLLBACK TO name")
+        verb = {"save": "SAVEPOINT", "release": "RELEASE", "rollback": "ROLLBACK"}[sp.action]
+        if self.status == b"I":
+            raise _Failed(_error_payload("25P01", f"{verb if sp.action != 'rollback' else 'ROLLBACK TO SAVEPOINT'}"
+                                                  " can only be used in transaction blocks"))
+        if self.status == b"E" and sp.action != "rollback":
+            raise _Failed(_error_payload("25P02", "current transaction is aborted, commands ignored until end of "
+                                                  "transaction block"))
+        if sp.action != "save" and self.savepoints.find(sp.key) is None:
+            raise _Failed(_error_payload("3B001", f'savepoint "{sp.key}" does not exist'))
+        results = await asyncio.gather(*(self._end_on(ds, sql) for ds in self.joined), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        self.savepoints.apply(sp)
+        if sp.action == "rollback":
+            self.status = b"T"  # ROLLBACK TO recovers a failed transaction, as on one server
+        self.out.append(_msg(b"C", verb.encode() + b"\x00"))
+
     async def _end_transaction(self, verb: str) -> None:
         joined, self.joined = self.joined, []
+        self.savepoints.clear()
         self.status = b"I"
         results = await asyncio.gather(*(self._end_on(ds, verb) for ds in joined), return_exceptions=True)
         failures = [r for r in results if r is not None]

@@ -108,6 +108,40 @@ SCENARIOS: dict[str, list[Step]] = {
     "tx_start_transaction_commit": [S("START TRANSACTION"), S(_NEW_ROWS),
                                     S("DELETE FROM t_ledger WHERE kind = 'credit'"), S("COMMIT")],
     "tx_oltp_read_write": [step for n in range(4) for step in _oltp_transaction(n)],
+    # Savepoints: every data source the transaction touched rolls back to the same point, including one that
+    # joined the transaction only after the savepoint was set.
+    "tx_savepoint_rollback_to": [
+        S("BEGIN"),
+        S("UPDATE t_ledger SET memo = 'before' WHERE user_id = 1"),
+        S("SAVEPOINT a"),
+        S("UPDATE t_ledger SET delta = delta + 7 WHERE user_id IN (1, 2)"),
+        S(_NEW_ROWS),
+        S("ROLLBACK TO SAVEPOINT a"),
+        S("SELECT COUNT(*), SUM(delta) FROM t_ledger", True),
+        S("UPDATE t_ledger SET memo = 'after' WHERE user_id = 2"),
+        S("COMMIT"),
+    ],
+    "tx_savepoint_late_joiner": [
+        S("BEGIN"),
+        S("SAVEPOINT a"),
+        S("UPDATE t_ledger SET delta = 0 WHERE user_id = 1"),
+        S("UPDATE t_ledger SET delta = 0 WHERE user_id = 2"),
+        S("ROLLBACK TO SAVEPOINT a"),
+        S("SELECT COUNT(*), SUM(delta) FROM t_ledger", True),
+        S("COMMIT"),
+    ],
+    "tx_savepoint_release_and_nested": [
+        S("BEGIN"),
+        S("SAVEPOINT a"),
+        S("UPDATE t_ledger SET memo = 'a' WHERE user_id = 2"),
+        S("SAVEPOINT b"),
+        S("UPDATE t_ledger SET memo = 'b' WHERE user_id = 1"),
+        S("RELEASE SAVEPOINT b"),
+        S("SAVEPOINT c"),
+        S("DELETE FROM t_ledger WHERE user_id = 3"),
+        S("ROLLBACK TO SAVEPOINT c"),
+        S("COMMIT"),
+    ],
     "tx_rollback_after_reads": [
         S("BEGIN"),
         S("SELECT COUNT(*) FROM t_ledger", True),
@@ -119,7 +153,7 @@ SCENARIOS: dict[str, list[Step]] = {
 }
 
 # Scenarios whose table must end exactly as it started (the initial rows), not just equal on both sides.
-UNCHANGED = {"tx_rollback", "tx_rollback_after_reads", "update_no_match", "delete_no_match", "insert_duplicate_key"}
+UNCHANGED = {"tx_rollback", "tx_rollback_after_reads", "tx_savepoint_late_joiner", "update_no_match", "delete_no_match", "insert_duplicate_key"}
 
 
 def reset_ledger(server: Any, plain_db: str, mirror_db: str | None) -> None:
