@@ -765,7 +765,10 @@ def _first_error(text: str, limit: int = 200) -> str:
 
 def _revision_text(revision: dict[str, Any]) -> str:
     changed = revision["uncommitted_engine_files"]
-    return f"`{revision['commit']}`" + (f" plus uncommitted changes to {len(changed)} engine file(s)" if changed else "")
+    if not changed:
+        return f"`{revision['commit']}`"
+    names = ", ".join(f"`{name}`" for name in changed) if len(changed) <= 3 else f"{len(changed)} engine files"
+    return f"`{revision['commit']}` plus uncommitted changes to {names}"
 
 
 def update_readme(path: Path, block: str) -> None:
