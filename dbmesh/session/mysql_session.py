@@ -259,6 +259,9 @@ class MySQLSession:
                 return
             self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, sql, info.type, info))
             return
+        if self.sharded is not None and cmd in _SHARDED_PREPARED:
+            self._sharded_prepared(cmd, payload)
+            return
         if cmd == Command.STMT_EXECUTE:
             stmt_id = int.from_bytes(payload[1:5], "little")
             stmt_type = self.prepared.get(payload[1:5])
@@ -267,9 +270,6 @@ class MySQLSession:
                                                  command="mysqld_stmt_execute"))
                 return
             self._forward(payload, cmd, RESPONSE_RESULT, _Statement(cmd, "", stmt_type, None))
-            return
-        if self.sharded is not None and cmd in _SHARDED_PREPARED:
-            self._sharded_prepared(cmd, payload)
             return
         if self.sharded is not None and cmd in _SHARDED_REFUSED:
             self._error(errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=f"COM_{Command(cmd).name}",
