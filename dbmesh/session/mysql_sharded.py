@@ -887,20 +887,30 @@ def select_item_names(sql: str) -> list[str | None]:
     import sqlglot
     from sqlglot import exp
 
+    texts = _top_level_items(sql)
+    key = "\x00".join(texts)
+    cached = _NAMES.get(key)
+    if cached is not None:
+        return cached
     try:
-        tree = sqlglot.parse_one(sql, read="mysql")
+        # The select list alone decides the names: parse just it (cached by its text, so a statement shape
+        # repeated with other WHERE values costs one scan).
+        tree = sqlglot.parse_one("SELECT " + ", ".join(texts), read="mysql") if texts else None
     except Exception:  # names are cosmetic here; the planner already accepted the statement
         return []
-    if not isinstance(tree, exp.Select):
-        return []
-    texts = _top_level_items(sql)
-    if len(texts) != len(tree.expressions):
+    if not isinstance(tree, exp.Select) or len(texts) != len(tree.expressions):
         return []
     out: list[str | None] = []
     for node, text in zip(tree.expressions, texts, strict=True):
         plain = isinstance(node, (exp.Alias, exp.Column, exp.Star))
         out.append(None if plain else text)
+    if len(_NAMES) > 4096:
+        _NAMES.clear()
+    _NAMES[key] = out
     return out
+
+
+_NAMES: dict[str, list[str | None]] = {}
 
 
 _SELECT_HEAD = re.compile(r"^\s*(?:/\*.*?\*/\s*)*SELECT\s+(?:(?:ALL|DISTINCT|DISTINCTROW|HIGH_PRIORITY|STRAIGHT_JOIN|"
