@@ -1043,13 +1043,22 @@ class _HeaderRenamer:
                 need = 1 + _lenenc_value(payload) + (0 if self.deprecate_eof else 1)
             if len(packets) == need:
                 break
-        ncols = need - 1 - (0 if self.deprecate_eof else 1)
-        out = [build_packet(p if not 1 <= i <= ncols else _rename_column(p, self.tables, self.schema), seq)
-               for i, (seq, p) in enumerate(packets)]
-        out.append(buf[pos:])
         self.done = True
         self.buf = b""
-        self.write(b"".join(out))
+        # The same statement shape sends the same header every time: rename it once.
+        key = (buf[:pos], self.schema, tuple(self.tables.items()))
+        header = _RENAMED_HEADERS.get(key)
+        if header is None:
+            ncols = need - 1 - (0 if self.deprecate_eof else 1)
+            header = b"".join(build_packet(p if not 1 <= i <= ncols else _rename_column(p, self.tables, self.schema),
+                                           seq) for i, (seq, p) in enumerate(packets))
+            if len(_RENAMED_HEADERS) > 2048:
+                _RENAMED_HEADERS.clear()
+            _RENAMED_HEADERS[key] = header
+        self.write(header + buf[pos:] if pos < len(buf) else header)
+
+
+_RENAMED_HEADERS: dict[tuple[bytes, str, tuple[tuple[str, str], ...]], bytes] = {}
 
 
 class _FastRelay:
