@@ -924,10 +924,11 @@ def engine_revision() -> dict[str, Any]:
 
     def git(*cmd: str) -> str:
         proc = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
+        return proc.stdout if proc.returncode == 0 else ""
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "dbmesh").splitlines() if line]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_engine_files": changed}
+    # Porcelain lines are "XY path": the status columns may begin with a space, so nothing is stripped before them.
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "dbmesh").splitlines() if len(line) > 3]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_engine_files": changed}
 
 
 def run_dialect(bench: Bench, dialect: Dialect, server: Any, mesh: Mesh) -> None:
