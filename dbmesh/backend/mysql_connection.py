@@ -100,6 +100,8 @@ class MySQLBackendConnection(asyncio.Protocol):
         self._hs_reader: PacketReader | None = None
         self._ready: asyncio.Future[None] | None = None
         self.charset_sql = ""  # "SET NAMES cs COLLATE coll" restoring the handshake charset after a reset
+        # Statements the sharded path prepared here: SQL -> this connection's 4 statement-id bytes (oldest first).
+        self.unit_statements: dict[str, bytes] = {}
 
     # -- connection --------------------------------------------------------------------------------------------
 
@@ -276,6 +278,7 @@ class MySQLBackendConnection(asyncio.Protocol):
     async def reset(self) -> None:
         """COM_RESET_CONNECTION, then restore the handshake charset (the reset reverts SET NAMES too)."""
         await self.run(bytes((Command.RESET_CONNECTION,)), RESPONSE_SIMPLE)
+        self.unit_statements.clear()  # the reset closed them
         if self.charset_sql:
             await self.execute(self.charset_sql)
         self.vars.clear()

@@ -34,7 +34,7 @@ from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConne
 from dbmesh.config import Database, DataSource
 from dbmesh.kernel.execute import Lanes
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
-from dbmesh.protocol.mysql.binary import binary_row, decode_params, inline_params
+from dbmesh.protocol.mysql.binary import binary_row, decode_params, execute_payload, inline_params
 from dbmesh.protocol.mysql.constants import ColumnType, MariaDBCapability, Status
 from dbmesh.protocol.mysql.packets import (
     ColumnDefinition41,
@@ -67,7 +67,9 @@ _TXN = re.compile(
     re.I)
 _SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO\b)", re.I)
 _INFO_NUMBERS = re.compile(rb"(\w+): (\d+)")
+_SHOW_TABLES = re.compile(r"^\s*SHOW\s+(FULL\s+)?TABLES\s*;?\s*$", re.I)
 _ALL_COLUMNS = 2**31 - 1
+_UNIT_STATEMENTS_PER_CONNECTION = 256
 # Statements whose first word needs the general path (transaction control, savepoints, SET, admin SQL).
 _NOT_FAST_HEADS = frozenset({"BEGI", "STAR", "COMM", "ROLL", "SAVE", "RELE", "SET ", "SET\t", "SET\n"})
 _ROWS_BUFFERED = 256  # rows a cursor holds before it pauses its data source (when it may)
@@ -429,6 +431,10 @@ class ShardedMySQL:
         if admin is not None:
             await self._admin(admin)
             return
+        show = _SHOW_TABLES.match(sql)
+        if show is not None:
+            await self._show_tables(sql, bool(show.group(1)))
+            return
         if info.pin:
             raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=info.pin,
                                       detail="it leaves state on one data source connection, which a sharded "
@@ -556,6 +562,39 @@ class ShardedMySQL:
         self.savepoints.apply(sp)
         self._send_ok(0, 0, b"")
 
+    async def _show_tables(self, sql: str, full: bool) -> None:
+        """SHOW [FULL] TABLES as one server holding the logic tables answers it: every data source's tables, actual
+        tables shown once under their logic name, sorted, in a column named after the logical database."""
+        logic_of = {node.table: rule.logic_table for rule in self.rule.tables.values() for node in rule.data_nodes}
+        plan = Plan("other", tuple(RouteUnit(ds, sql) for ds in self.rule.data_sources))
+        lanes = self._lanes(plan)
+        try:
+            cursors = [await lanes.cursor(i) for i in range(len(plan.units))]
+            rows: dict[str, list[bytes | None]] = {}
+            for c in cursors:
+                await c.wait_done()
+            self._raise_first_error(plan, cursors)
+            head = cursors[0]
+            from dbmesh.kernel.merge import mysql_text_codec
+
+            extended = bool(self.session.ext_capabilities & MariaDBCapability.EXTENDED_METADATA)
+            codec = mysql_text_codec([ColumnDefinition41.decode(p, extended) for p in head.columns])
+            for c in cursors:
+                for payload in c.rows:
+                    fields = codec.split(payload)
+                    name = (fields[0] or b"").decode()
+                    logic = logic_of.get(name, name)
+                    rows.setdefault(logic, [logic.encode(), *fields[1:]])
+        finally:
+            await lanes.finish()
+        columns = [_rename_field(head.columns[0], 4, f"Tables_in_{self.database.name}"), *head.columns[1:]]
+        out = [lenenc_int(len(columns)), *columns]
+        if not self.session.deprecate_eof:
+            out.append(eof_packet(self.status))
+        out += [codec.join(rows[name]) for name in sorted(rows)]
+        out.append(result_terminator(self.status, self.session.deprecate_eof))
+        self.session.frontend.write(b"".join(build_packet(p, (i + 1) & 0xFF) for i, p in enumerate(out)))
+
     async def _admin(self, stmt: Any) -> None:
         from dbmesh.admin import AdminResult, apply_hint_change, execute_admin
 
@@ -665,6 +704,13 @@ class ShardedMySQL:
             plan = self.planner.plan(st.sql, params, hint=self.hint)
             if not self.autocommit and not self.txn_open and plan.kind != "other":
                 self._open_transaction("BEGIN")
+            units = plan.units
+            if len(units) == 1 and plan.merge is None and not plan.generated_keys and \
+                    units[0].params == tuple(params):
+                # One unit with the client's own parameters: run it as a prepared statement on the data source
+                # and forward its binary rows as they come (only column metadata is renamed).
+                await self._single_prepared(units[0], payload, st)
+                return
             escapes = "NO_BACKSLASH_ESCAPES" not in self.session.vars.get("sql_mode", "").upper()
             units = tuple(RouteUnit(u.data_source, inline_params(u.sql, u.params, backslash_escapes=escapes),
                                     (), u.tables) for u in plan.units)
@@ -680,6 +726,31 @@ class ShardedMySQL:
         except Exception as exc:  # a bug must still answer the client
             log.exception("[BUG] sharded prepared statement failed: %s", st.sql)
             self._send_error(errors.InternalError(f"{type(exc).__name__}: {exc}"))
+
+    async def _single_prepared(self, unit: RouteUnit, payload: bytes, st: _Prepared) -> None:
+        conn = await self._sticky(unit.data_source)
+        statement_id = conn.unit_statements.get(unit.sql)
+        if statement_id is None:
+            raw = await conn.run(b"\x16" + unit.sql.encode(), RESPONSE_PREPARE)
+            reader = PacketReader(max_payload=1 << 30)
+            reader.feed(raw)
+            head = reader.read()
+            assert head is not None
+            statement_id = head[1:5]
+            statements = conn.unit_statements
+            if len(statements) >= _UNIT_STATEMENTS_PER_CONNECTION:
+                # Bounded per connection: close the oldest (COM_STMT_CLOSE has no answer).
+                oldest = next(iter(statements))
+                conn.send_no_reply(build_packet(b"\x19" + statements.pop(oldest), 0))
+            statements[unit.sql] = statement_id
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sink = _Relay(self, done, unit)
+        conn.start_command(build_packet(execute_payload(payload, st.param_count, st.types, statement_id), 0),
+                           RESPONSE_RESULT, sink)
+        await done
+        if sink.lost is not None:
+            self._drop(self._lease_of(unit.data_source))
+            raise errors.BackendError(errors.BACKEND_LOST, data_source=unit.data_source, detail=sink.lost)
 
     def close_prepared(self, stmt_id: bytes) -> None:
         self.prepared.pop(stmt_id, None)
@@ -976,6 +1047,19 @@ def _rename_column(payload: bytes, tables: dict[str, str], schema: str, name: st
         fields[4] = name.encode()
     if col.schema:
         fields[1] = schema.encode()
+    return b"".join(lenenc_bytes(f) for f in fields) + payload[pos:]
+
+
+def _rename_field(payload: bytes, index: int, value: str) -> bytes:
+    """A column definition with one of its six leading strings (catalog, schema, table, org_table, name,
+    org_name) replaced."""
+    pos = 0
+    fields = []
+    for _ in range(6):
+        n, width = _lenenc_at(payload, pos)
+        fields.append(payload[pos + width:pos + width + n])
+        pos += width + n
+    fields[index] = value.encode()
     return b"".join(lenenc_bytes(f) for f in fields) + payload[pos:]
 
 

@@ -143,3 +143,57 @@ def test_column_metadata_names_logic_tables(mysql_pair: Pair, sql: str) -> None:
         described.append([(f.name, f.table_name, f.org_table, f.org_name) for f in fields])
         cur.close()
     assert described[0] == described[1]
+
+
+def test_show_tables_lists_logic_tables(mysql_pair: Pair) -> None:
+    """SHOW [FULL] TABLES names each logic table once (not its actual tables), like the plain database does."""
+    for sql in ("SHOW TABLES", "SHOW FULL TABLES"):
+        plain = run_mysql(mysql_pair.plain, sql)
+        mesh = run_mysql(mysql_pair.mesh, sql)
+        assert [c[0] for c in mesh.columns] == [c[0].replace(dataset.PLAIN_DB, dataset.LOGICAL_DB)
+                                               for c in plain.columns]
+        assert mesh.rows == plain.rows
+
+
+def _connector(ep: Any) -> Any:
+    import mysql.connector
+
+    return mysql.connector.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
+                                   database=ep.database, autocommit=True, use_pure=True, charset="utf8mb4",
+                                   collation="utf8mb4_general_ci")
+
+
+def _run_prepared(conn: Any, sql: str, params: tuple[Any, ...]) -> Result:
+    cur = conn.cursor(prepared=True)
+    try:
+        cur.execute(sql, params or ())
+        if cur.description is None:
+            return Result(affected=cur.rowcount)
+        columns = [(d[0], d[1], None, None, None) for d in cur.description]
+        return Result(columns, [tuple(r) for r in cur.fetchall()], cur.rowcount)
+    finally:
+        cur.close()
+
+
+@pytest.fixture(scope="module")
+def connector_pair(mysql_env: DiffEnv) -> Any:
+    plain, mesh = _connector(mysql_env.plain), _connector(mysql_env.mesh)
+    yield plain, mesh
+    plain.close()
+    mesh.close()
+
+
+# Every third query through server-side prepared statements (COM_STMT_PREPARE/EXECUTE, binary result rows):
+# single-unit results are the data source's own binary rows, merged results are re-encoded from text rows.
+PREPARED_CASES = [c for c in MYSQL_CASES if c.params or MYSQL_CASES.index(c) % 3 == 0]
+
+
+@pytest.mark.parametrize("case", PREPARED_CASES, ids=ids(PREPARED_CASES))
+def test_query_prepared(connector_pair: Any, case: Case) -> None:
+    plain_conn, mesh_conn = connector_pair
+    sql = case.sql_for("mysql").replace("%s", "?") if case.params else case.sql_for("mysql")
+    if not case.params and "%" in sql:
+        sql = sql.replace("%%", "%")
+    plain = catch(lambda: _run_prepared(plain_conn, sql, case.params))
+    mesh = catch(lambda: _run_prepared(mesh_conn, sql, case.params))
+    assert_same(sql, plain, mesh, ordered=case.ordered, ci=case.ci)

@@ -117,6 +117,19 @@ def decode_params(payload: bytes, count: int, previous_types: bytes | None) -> t
     return values, types
 
 
+def execute_payload(payload: bytes, count: int, types: bytes | None, statement_id: bytes) -> bytes:
+    """A client's COM_STMT_EXECUTE payload (command byte included) re-addressed to another statement id, with the
+    parameter types always bound (a statement prepared anew has not seen the client's earlier types)."""
+    if count == 0:
+        return payload[:1] + statement_id + payload[5:]
+    bitmap_end = 10 + (count + 7) // 8
+    new_bound = payload[bitmap_end]
+    values = payload[bitmap_end + 1 + (2 * count if new_bound else 0):]
+    if types is None:
+        raise errors.ProtocolError(errors.PROTOCOL_MALFORMED, detail="COM_STMT_EXECUTE without parameter types")
+    return payload[:1] + statement_id + payload[5:bitmap_end] + b"\x01" + types + values
+
+
 def _param(p: bytes, pos: int, t: int, unsigned: bool) -> tuple[Any, int]:
     if t == ColumnType.NULL:
         return None, pos
