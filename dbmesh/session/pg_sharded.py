@@ -79,6 +79,9 @@ _CLOSE_COMPLETE = _msg(b"3")
 _NO_DATA = _msg(b"n")
 _PORTAL_SUSPENDED = _msg(b"s")
 _EMPTY_QUERY = _msg(b"I")
+_DESCRIBE_PORTAL = _msg(b"D", b"P\x00")
+_EXECUTE_ALL = _msg(b"E", b"\x00\x00\x00\x00\x00")
+_SYNC = _msg(b"S")
 
 
 class _Lease:
@@ -278,13 +281,21 @@ class ShardedPg:
         self._writable = asyncio.Event()
         self._writable.set()
         self.busy = False
+        self.in_batch = False  # extended-protocol messages processed since the last Sync
+        self._fast: _FastRelay | None = None  # the statement _try_fast sent, until its ReadyForQuery
+        from dbmesh.session.pg_session import MAX_CACHED_STATEMENTS
+
+        self._max_prepared = MAX_CACHED_STATEMENTS
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
+        if self._worker is None and self._fast is None and self._try_fast(messages):
+            return
         for m in messages:
             self.queue.put_nowait(m)
-        if self._worker is None:
+        if self._worker is None and self._fast is None:
+            self.busy = True
             self._worker = self.runtime.spawn(self._work())
 
     def client_paused(self, paused: bool) -> None:
@@ -292,6 +303,8 @@ class ShardedPg:
             self._writable.clear()
         else:
             self._writable.set()
+            if self._fast is not None:
+                self._fast.resume()
 
     def _flush(self) -> None:
         if self.out:
@@ -299,16 +312,14 @@ class ShardedPg:
             self.out.clear()
 
     async def _work(self) -> None:
+        """Process queued client messages in order; ends when the queue is empty, so that the next batch may take
+        the fast path (a statement _try_fast sent always completes before the worker starts again)."""
         try:
             while not self.session.closed:
                 try:
                     mtype, payload = self.queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    self._flush()
-                    self.busy = False
-                    self.idle()
-                    mtype, payload = await self.queue.get()
-                self.busy = True
+                    break
                 await self._message(mtype, payload)
                 if sum(len(b) for b in self.out) >= _FLUSH_BYTES:
                     self._flush()
@@ -316,20 +327,25 @@ class ShardedPg:
         finally:
             self._worker = None
             self.busy = False
+        self._flush()
+        self.idle()
 
     async def _message(self, mtype: int, payload: bytes) -> None:
         if mtype == 0x51:  # 'Q'
             self.skipping = False
+            self.in_batch = False
             await self._simple_query(payload[:-1].decode("utf-8", "replace"))
             self._ready()
             return
         if mtype == 0x53:  # 'S' Sync
             self.skipping = False
+            self.in_batch = False
             self._ready()
             return
         if mtype == 0x58:  # 'X'
             self.session.frontend.close()
             return
+        self.in_batch = True
         if mtype == 0x48:  # 'H' Flush
             self._flush()
             return
@@ -373,6 +389,184 @@ class ShardedPg:
     def _ready(self) -> None:
         self.out.append(_msg(b"Z", self.status))
         self._flush()
+
+    # -- fast path ---------------------------------------------------------------------------------------------
+    #
+    # A point statement (one route unit, no merge) on a connection the session already holds and that is ready for
+    # it is sent as soon as its messages arrive, without the worker, and the data source's answer is relayed as it
+    # comes (see _FastRelay): no task, no queue, no await per message. Only statements whose answer the general
+    # path would produce from the data source's answer alone take it; everything else (and anything that would need
+    # a round trip first: a connection, settings, a transaction joining a data source, a statement description)
+    # goes to the worker unchanged.
+
+    def _try_fast(self, messages: list[tuple[int, bytes]]) -> bool:
+        """Send one statement now, when `messages` are a Query or [Parse] Bind [Describe portal] Execute Sync for a
+        point statement. Everything is checked before anything is recorded or sent: False leaves no trace."""
+        if self.skipping or self.in_batch or self.status == b"E" or self.session.closed \
+                or not self._writable.is_set():
+            return False
+        first = messages[0][0]
+        if first == 0x51:  # 'Q'
+            if len(messages) != 1:
+                return False
+            sql = messages[0][1][:-1].decode("utf-8", "replace")
+            m = _TXN.match(sql)
+            if m is not None:
+                if not m.group("begin"):
+                    return False
+                self._begin(m, sql)  # no data source is involved yet
+                self._ready()
+                return True
+            route = self._fast_route(sql, ())
+            if route is None:
+                return False
+            self._fast_send(*route, (), simple=True, description=None)
+            return True
+        return self._try_fast_extended(messages)
+
+    def _try_fast_extended(self, messages: list[tuple[int, bytes]]) -> bool:
+        n = len(messages)
+        if n < 3 or n > 5 or messages[-1][0] != 0x53 or messages[-2][0] != 0x45:  # ... Execute, Sync
+            return False
+        i = 0
+        parse: Parse | None = None
+        if messages[0][0] == 0x50:
+            parse = Parse.decode(messages[0][1])
+            if parse.name and parse.name in self.statements:
+                return False  # the worker refuses it (42P05)
+            i = 1
+        if messages[i][0] != 0x42:
+            return False
+        b = Bind.decode(messages[i][1])
+        portal_name = b.portal.encode() + b"\x00"
+        describe = False
+        if i + 1 < n - 2:
+            if i + 2 != n - 2 or messages[i + 1][0] != 0x44 or messages[i + 1][1] != b"P" + portal_name:
+                return False
+            describe = True
+        execute = messages[n - 2][1]
+        if execute != portal_name + b"\x00\x00\x00\x00":  # this portal, all rows
+            return False
+        st: _Statement | None
+        if parse is not None and b.statement == parse.name:
+            st = _Statement(parse.query, parse.param_oids)
+        else:
+            st = self.statements.get(b.statement)
+        if st is None:
+            return False
+        oids = st.param_oids
+        if b.params and (len(oids) != len(b.params) or 0 in oids):
+            described = _described_now(st)
+            if described is None:
+                return False
+            oids = described[0]
+        try:
+            values = tuple(_decode_param(b.params[k], b.param_format(k), oids[k] if k < len(oids) else 0)
+                           for k in range(len(b.params)))
+        except (errors.DbMeshError, ValueError, ArithmeticError, struct.error):
+            return False  # the worker reports it
+        description = None
+        if describe:
+            described = _described_now(st)
+            if described is None:
+                return False
+            description = _portal_description(described[1], b.result_formats)
+        route = self._fast_route(st.sql, values)
+        if route is None:
+            return False
+        if parse is not None:
+            self.statements[parse.name] = st if b.statement == parse.name else _Statement(parse.query,
+                                                                                         parse.param_oids)
+            self.out.append(_PARSE_COMPLETE)
+        self.portals[b.portal] = _Portal(st, values, b.result_formats, plan=route[3])
+        self._fast_send(*route, b.result_formats, simple=False, description=description)
+        return True
+
+    def _fast_route(self, sql: str, values: tuple[Any, ...]) -> tuple[_Lease, PgBackendConnection, RouteUnit,
+                                                                       Plan] | None:
+        """The one unit of a point statement and the held connection that can run it now, or None."""
+        if _SAVEPOINT.match(sql) or _TXN.match(sql) or sql.lstrip()[:4].upper() == "COPY" \
+                or not sql.strip().strip(";").strip():
+            return None
+        try:
+            if _admin_parse(sql) is not None:
+                return None
+        except errors.DbMeshError:
+            return None
+        info = _classify(sql)
+        if info is not None and (info.pin or info.set_vars or info.reset_vars or info.reset_all or info.discard_all
+                                 or info.deallocate is not None):
+            return None
+        try:
+            plan = self.planner.plan(sql, values, hint=self.hint)
+        except errors.DbMeshError:
+            return None  # the worker plans again and reports it
+        if len(plan.units) != 1 or plan.merge is not None:
+            return None
+        unit = plan.units[0]
+        lease = self.leases.get(unit.data_source)
+        if lease is None:
+            return None
+        conn = lease.conn
+        if conn is None or conn.broken or conn.busy or conn.holder is not None or conn.vars != self.session.vars:
+            return None
+        if self.status != b"I" and unit.data_source not in self.joined:
+            return None
+        return lease, conn, unit, plan
+
+    def _fast_send(self, lease: _Lease, conn: PgBackendConnection, unit: RouteUnit, plan: Plan,
+                   result_formats: tuple[int, ...], *, simple: bool, description: bytes | None) -> None:
+        """Send one unit as the worker would, with two differences that do not change the answer: the data source
+        gets Describe only when the client's answer needs its RowDescription (a simple Query), and a statement of
+        the extended protocol outside a transaction runs as a named statement prepared once per connection."""
+        lease.reclaimable = False
+        body = Parse("", unit.sql, ()).payload()[1:]  # after the (empty) name
+        params = tuple(_encode_param(v) for v in unit.params)
+        name: bytes | None = None
+        prepare = b""
+        if not simple and self.status == b"I" and not conn.prepared_uncertain:
+            # Named only outside transactions: a stale named statement (its result type changed under it) is
+            # re-prepared and run again (see _FastRelay), which an error inside a transaction would not allow.
+            name = self.runtime.pg_statement_name(body)
+            if name not in conn.prepared:
+                prepare = self._prepare_named(conn, name, body)
+        bind = Bind("", name.decode() if name is not None else "", (), params, result_formats).payload()
+        tail = _msg(b"B", bind) + (_DESCRIBE_PORTAL if simple else b"") + _EXECUTE_ALL + _SYNC
+        relay = _FastRelay(self, lease, simple=simple, description=description, name=name,
+                           prepared_here=bool(prepare), tail=tail, body=body)
+        head = prepare if name is not None else _msg(b"P", b"\x00" + body)
+        conn.attach(relay)
+        self._fast = relay
+        self.busy = True
+        conn.send(head + tail, 1)
+
+    def _prepare_named(self, conn: PgBackendConnection, name: bytes, body: bytes) -> bytes:
+        """Messages preparing `name` on `conn` (recorded as prepared; _FastRelay forgets it if the Parse fails).
+        The connection's cache is bounded: at the bound, every statement it holds is closed first."""
+        out = []
+        if len(conn.prepared) >= self._max_prepared:
+            out += [_msg(b"C", b"S" + old + b"\x00") for old in conn.prepared]
+            conn.prepared.clear()
+        # Close first: a name the connection's record does not know may still exist on the server.
+        out.append(_msg(b"C", b"S" + name + b"\x00"))
+        out.append(_msg(b"P", name + b"\x00" + body))
+        conn.prepared.add(name)
+        return b"".join(out)
+
+    def _fast_finished(self, relay: _FastRelay) -> None:
+        self._fast = None
+        if relay.failed and self.status == b"T":
+            self.status = b"E"
+        self.out.append(_msg(b"Z", self.status))
+        self._flush()
+        self.busy = False
+        if self.session.closed:
+            return
+        if not self.queue.empty():
+            self.busy = True
+            self._worker = self.runtime.spawn(self._work())
+        else:
+            self.idle()
 
     # -- connections -------------------------------------------------------------------------------------------
 
@@ -590,18 +784,23 @@ class ShardedPg:
             self.hint = apply_hint_change(self.hint, result)
             self.out.append(_msg(b"C", b"SET\x00"))
 
+    def _begin(self, m: re.Match[str], sql: str) -> None:
+        """BEGIN / START TRANSACTION: nothing runs yet; each data source gets it when the transaction first
+        touches it (see _sticky)."""
+        if self.status != b"I":
+            self.out.append(_msg(b"N", _error_payload("25001", "there is already a transaction in progress",
+                                                      severity="WARNING")))
+        else:
+            self.status = b"T"
+            self.begin_sql = sql.strip().rstrip(";")
+            self.joined = []
+            self.savepoints.clear()
+        tag = b"START TRANSACTION" if m.group("begin").upper().startswith("START") else b"BEGIN"
+        self.out.append(_msg(b"C", tag + b"\x00"))
+
     async def _transaction_control(self, m: re.Match[str], sql: str) -> None:
         if m.group("begin"):
-            if self.status != b"I":
-                self.out.append(_msg(b"N", _error_payload("25001", "there is already a transaction in progress",
-                                                          severity="WARNING")))
-            else:
-                self.status = b"T"
-                self.begin_sql = sql.strip().rstrip(";")
-                self.joined = []
-                self.savepoints.clear()
-            tag = b"START TRANSACTION" if m.group("begin").upper().startswith("START") else b"BEGIN"
-            self.out.append(_msg(b"C", tag + b"\x00"))
+            self._begin(m, sql)
             return
         rollback = bool(m.group("rollback")) or self.status == b"E"
         if self.status == b"I":
@@ -784,19 +983,16 @@ class ShardedPg:
                                                                    int]:
         """Parameter types, visible result columns and shard row width of a statement, learnt from a data source
         once per SQL text."""
-        if st.described is not None:
-            return st.described
-        hit = _DESCRIBED.get(st.sql)
-        if hit is None:
-            hit = await self._describe_on_backend(st)
-            if len(_DESCRIBED) > 4096:
-                _DESCRIBED.clear()
-            _DESCRIBED[st.sql] = hit
-        oids, fields, width = hit
-        if st.param_oids and len(st.param_oids) == len(oids):
-            oids = tuple(d or o for d, o in zip(st.param_oids, oids, strict=True))
-        st.described = (oids, fields, width)
-        return st.described
+        described = _described_now(st)
+        if described is not None:
+            return described
+        hit = await self._describe_on_backend(st)
+        if len(_DESCRIBED) > 4096:
+            _DESCRIBED.clear()
+        _DESCRIBED[st.sql] = hit
+        described = _described_now(st)
+        assert described is not None
+        return described
 
     async def _describe_on_backend(self, st: _Statement) -> tuple[tuple[int, ...], tuple[FieldDescription, ...] | None,
                                                                     int]:
@@ -869,13 +1065,7 @@ class ShardedPg:
             self.out.append(_NO_DATA)
             return
         _oids, fields, _w = await self._describe_statement(portal.statement)
-        if fields is None:
-            self.out.append(_NO_DATA)
-            return
-        formats = _formats(portal.result_formats, len(fields))
-        fields = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size, f.type_modifier,
-                                        formats[i]) for i, f in enumerate(fields))
-        self.out.append(_msg(b"T", RowDescription(fields).payload()))
+        self.out.append(_portal_description(fields, portal.result_formats))
 
     async def _execute(self, payload: bytes) -> None:
         name = payload[:payload.index(b"\x00")].decode()
@@ -1016,6 +1206,110 @@ class ShardedPg:
                                           detail=c.lost)
             if c.error is not None:
                 raise _Failed(c.error)
+
+
+class _FastRelay:
+    """Sink of a statement ShardedPg._try_fast sent: relays the data source's answer as it arrives, as the answer
+    to the client's messages (its Parse was answered when sent; BindComplete, the portal's description from the
+    statement cache, rows, CommandComplete; ReadyForQuery is the session's own).
+
+    A named statement the connection held may have gone stale (its result type changed: 0A000; or the server
+    dropped it: 26000). Such an error comes at Bind, before anything was relayed: the statement is prepared again
+    and the unit runs again, once."""
+
+    __slots__ = ("body", "description", "failed", "lease", "name", "owner", "paused", "prepared_here", "reader",
+                 "retried", "retry", "simple", "size", "tail")
+
+    def __init__(self, owner: ShardedPg, lease: _Lease, *, simple: bool, description: bytes | None,
+                 name: bytes | None, prepared_here: bool, tail: bytes, body: bytes) -> None:
+        self.owner = owner
+        self.lease = lease
+        self.simple = simple
+        self.description = description
+        self.name = name
+        self.prepared_here = prepared_here
+        self.tail = tail
+        self.body = body
+        self.reader = MessageReader()
+        self.failed = False
+        self.retry = False
+        self.retried = False
+        self.paused = False
+        self.size = 0
+
+    # PgSink
+    def forward(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        out = self.owner.out
+        while (m := reader.read()) is not None:
+            t, payload = m
+            if t == 0x44 or t == 0x43 or t == 0x4E or t == 0x54:  # DataRow, CommandComplete, Notice, RowDescription
+                out.append(build_message(t, payload))
+                self.size += len(payload)
+            elif t == 0x32:  # BindComplete
+                if not self.simple:
+                    out.append(_BIND_COMPLETE)
+                    if self.description is not None:
+                        out.append(self.description)
+            elif t == 0x45:  # ErrorResponse
+                if self.name is not None and not self.prepared_here and not self.retried \
+                        and _sqlstate(payload) in ("0A000", "26000"):
+                    self.retry = True
+                else:
+                    out.append(build_message(t, payload))
+                    self.failed = True
+            elif t == 0x49:  # EmptyQueryResponse
+                out.append(_EMPTY_QUERY)
+            # ParseComplete and CloseComplete answer dbmesh's own messages; NoData answers the Describe only a
+            # simple Query gets; ParameterStatus and notifications are the general path's to drop as well.
+        if self.size >= _FLUSH_BYTES:
+            self.size = 0
+            self.owner._flush()
+            if not self.owner._writable.is_set() and not self.paused:
+                transport = self.lease.conn.transport if self.lease.conn is not None else None
+                if transport is not None:
+                    self.paused = True
+                    transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            conn = self.lease.conn
+            if conn is not None and conn.transport is not None:
+                conn.transport.resume_reading()
+
+    def on_ready(self, conn: PgBackendConnection) -> None:
+        if self.retry:
+            self.retry = False
+            self.retried = True
+            self.prepared_here = True
+            assert self.name is not None
+            conn.prepared.add(self.name)
+            conn.send(_msg(b"C", b"S" + self.name + b"\x00") + _msg(b"P", self.name + b"\x00" + self.body)
+                      + self.tail, 1)
+            return
+        conn.detach()
+        if self.failed and self.prepared_here and self.name is not None:
+            # The Parse may be what failed: prepare again next time (Close first makes that safe either way).
+            conn.prepared.discard(self.name)
+        self.owner._fast_finished(self)
+
+    def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
+        owner = self.owner
+        if self.lease.conn is conn:
+            owner._drop(self.lease)
+        owner.out.append(_msg(b"E", render_error(errors.BackendError(
+            errors.BACKEND_LOST, data_source=self.lease.ds.name, detail=detail))))
+        self.failed = True
+        owner._fast_finished(self)
+
+
+def _sqlstate(error_payload: bytes) -> str:
+    for part in error_payload.split(b"\x00"):
+        if part[:1] == b"C":
+            return part[1:].decode("ascii", "replace")
+    return ""
 
 
 class _Copier:
@@ -1275,6 +1569,30 @@ def _sum_tags(tags: Sequence[bytes]) -> bytes:
         if mm is not None:
             total += int(mm.group(2))
     return m.group(1) + b" " + str(total).encode()
+
+
+def _described_now(st: _Statement) -> tuple[tuple[int, ...], tuple[FieldDescription, ...] | None, int] | None:
+    """The statement's description if it is known without asking a data source (see _describe_statement)."""
+    if st.described is not None:
+        return st.described
+    hit = _DESCRIBED.get(st.sql)
+    if hit is None:
+        return None
+    oids, fields, width = hit
+    if st.param_oids and len(st.param_oids) == len(oids):
+        oids = tuple(d or o for d, o in zip(st.param_oids, oids, strict=True))
+    st.described = (oids, fields, width)
+    return st.described
+
+
+def _portal_description(fields: tuple[FieldDescription, ...] | None, result_formats: tuple[int, ...]) -> bytes:
+    """The answer to Describe of a portal: its columns in the formats the client bound, or NoData."""
+    if fields is None:
+        return _NO_DATA
+    formats = _formats(result_formats, len(fields))
+    fields = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size, f.type_modifier,
+                                    formats[i]) for i, f in enumerate(fields))
+    return _msg(b"T", RowDescription(fields).payload())
 
 
 def _formats(codes: tuple[int, ...], n: int) -> tuple[int, ...]:
