@@ -1440,6 +1440,8 @@ class _RecordSplitter:
 
 def _split_record(record: bytes, csv_format: bool, delimiter: str, null: str) -> list[str | None]:
     text = record.decode("utf-8", "replace").rstrip("\n").rstrip("\r")
+    if not text:
+        return [None if null == "" else ""]  # an empty line is one field: NULL when NULL is the empty string
     if csv_format:
         import csv
 

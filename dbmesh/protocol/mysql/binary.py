@@ -90,8 +90,19 @@ def _binary_time(text: str) -> bytes:
 
 def decode_params(payload: bytes, count: int, previous_types: bytes | None) -> tuple[list[Any], bytes | None]:
     """Parameter values of a COM_STMT_EXECUTE payload (after the command byte) and the types that bound them.
+    A payload that does not hold what it declares raises ProtocolError (PROTOCOL_MALFORMED), nothing else.
 
     Long data sent with COM_STMT_SEND_LONG_DATA is not supported here (the caller refuses it)."""
+    try:
+        return _decode_params(payload, count, previous_types)
+    except errors.ProtocolError:
+        raise
+    except (IndexError, ValueError, struct.error, OverflowError, ArithmeticError) as exc:
+        raise errors.ProtocolError(errors.PROTOCOL_MALFORMED,
+                                   detail=f"COM_STMT_EXECUTE parameters: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_params(payload: bytes, count: int, previous_types: bytes | None) -> tuple[list[Any], bytes | None]:
     if count == 0:
         return [], previous_types
     pos = 9  # statement id (4), flags (1), iteration count (4)
@@ -135,6 +146,8 @@ def _param(p: bytes, pos: int, t: int, unsigned: bool) -> tuple[Any, int]:
         return None, pos
     if t in _INT_SIZES:
         size = _INT_SIZES[ColumnType(t)]
+        if len(p) < pos + size:
+            raise ValueError("an integer parameter runs past the end of the packet")
         return int.from_bytes(p[pos:pos + size], "little", signed=not unsigned), pos + size
     if t == ColumnType.FLOAT:
         return struct.unpack_from("<f", p, pos)[0], pos + 4
@@ -176,6 +189,8 @@ def _param(p: bytes, pos: int, t: int, unsigned: bool) -> tuple[Any, int]:
     else:
         n, pos = int.from_bytes(p[pos + 1:pos + 9], "little"), pos + 9
     raw = p[pos:pos + n]
+    if len(raw) != n:
+        raise ValueError(f"a parameter of {n} bytes runs past the end of the packet")
     pos += n
     if t in (ColumnType.DECIMAL, ColumnType.NEWDECIMAL):
         return Decimal(raw.decode()), pos
