@@ -43,6 +43,7 @@ from dbmesh.errors import PROTOCOL_MALFORMED, STATEMENT_UNSUPPORTED, DbMeshError
 
 __all__ = [
     "Literal",
+    "LiteralSlot",
     "ParseCache",
     "ParsedStatement",
     "PreparedStatement",
@@ -294,7 +295,7 @@ def normalize(sql: str, dialect: str) -> Shape:
 
 
 @dataclass(frozen=True, slots=True)
-class _Slot:
+class LiteralSlot:
     """Where literal ``index`` goes in a template, and the leaf node class sqlglot makes for it."""
 
     index: int
@@ -307,7 +308,7 @@ class _Slot:
 @dataclass(frozen=True, slots=True)
 class _Template:
     tree: exp.Expression
-    slots: tuple[_Slot, ...]
+    slots: tuple[LiteralSlot, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +377,13 @@ def _child(node: exp.Expr, key: str, index: int | None) -> exp.Expr:
     return child
 
 
+def _leaf(slot: LiteralSlot, literals: Sequence[Literal]) -> exp.Expr:
+    node = slot.cls(this=literals[slot.index].content, **dict(slot.extra))
+    if slot.comments:
+        node.comments = list(slot.comments)
+    return node
+
+
 def _bind(template: _Template, literals: Sequence[Literal]) -> exp.Expression:
     tree = template.tree.copy()
     for slot in template.slots:
@@ -383,10 +391,7 @@ def _bind(template: _Template, literals: Sequence[Literal]) -> exp.Expression:
         for key, index in slot.path[:-1]:
             parent = _child(parent, key, index)
         key, index = slot.path[-1]
-        node = slot.cls(this=literals[slot.index].content, **dict(slot.extra))
-        if slot.comments:
-            node.comments = list(slot.comments)
-        _put(parent, key, index, node)
+        _put(parent, key, index, _leaf(slot, literals))
     return tree
 
 
@@ -446,7 +451,7 @@ def _probe(sql: str, dialect: str, literals: tuple[Literal, ...], pinned: frozen
     if missing:
         return None, missing
     _strip_positions(tree)
-    slots: list[_Slot] = []
+    slots: list[LiteralSlot] = []
     for i in sorted(found):
         node = found[i][0]
         path = _path(node, tree)
@@ -455,7 +460,7 @@ def _probe(sql: str, dialect: str, literals: tuple[Literal, ...], pinned: frozen
         parent = node.parent
         assert parent is not None  # checked above
         _put(parent, path[-1][0], path[-1][1], exp.Placeholder(this=f"dbm_{i}"))
-        slots.append(_Slot(i, path, type(node), extra, comments))
+        slots.append(LiteralSlot(i, path, type(node), extra, comments))
     return _Template(tree, tuple(slots)), set()
 
 
@@ -520,6 +525,15 @@ class ParsedStatement:
     def literal(self, i: int) -> Literal:
         """Literal ``i`` in source order."""
         return self.literals[i]
+
+    @property
+    def slots(self) -> tuple[LiteralSlot, ...]:
+        """The literal slots of ``tree``: where each ``Placeholder(dbm_<index>)`` sits and the node it binds to."""
+        return self._template.slots
+
+    def literal_node(self, slot: LiteralSlot) -> exp.Expr:
+        """The node ``bound()`` puts at ``slot``: this statement's literal, as sqlglot parses it."""
+        return _leaf(slot, self.literals)
 
     def value(self, i: int) -> object:
         """Literal ``i`` as a Python value for routing (signs are separate Neg nodes in the tree).

@@ -36,7 +36,15 @@ from dbmesh.kernel.rewrite.index_names import actual_index_name, rename_index
 from dbmesh.kernel.rewrite.insert_rows import keep_rows
 from dbmesh.kernel.rewrite.pagination import PaginationError, paginate
 from dbmesh.kernel.rewrite.projections import plan_projections
+from dbmesh.kernel.rewrite.scatter import (
+    ScatterShape,
+    build_scatter_shape,
+    markable,
+    scatter_merge,
+    scatter_units,
+)
 from dbmesh.kernel.rewrite.tables import rename_tables
+from dbmesh.kernel.rewrite.template import markers, split_markers, table_fills
 from dbmesh.kernel.rewrite.text import render_markers, restore_markers, splice
 from dbmesh.kernel.route.analysis import Analysis, Analyzer
 from dbmesh.kernel.route.engine import Router, Routing, Target
@@ -56,6 +64,18 @@ _MYSQL_MAINTENANCE = re.compile(
 _PLAIN_NAME = re.compile(r'^(?:"[^"]+"|`[^`]+`|[A-Za-z_][A-Za-z0-9_$]*)$')
 
 
+class _Shape:
+    """What the planner keeps per parse-cache template: the analysis, and the multi-node SELECT rewrite once
+    tried (None: not yet; False: the shape does not qualify)."""
+
+    __slots__ = ("analysis", "scatter", "tree")
+
+    def __init__(self, tree: exp.Expr, analysis: Analysis) -> None:
+        self.tree = tree
+        self.analysis = analysis
+        self.scatter: ScatterShape | Literal[False] | None = None
+
+
 class Planner:
     """Plans statements of one logical database and dialect against its sharding rule."""
 
@@ -67,7 +87,7 @@ class Planner:
         self._analyzer = Analyzer(rule, dialect)
         self._router = Router(rule)
         # Analyses by parse-cache template (identity checked: ids of evicted templates may be reused).
-        self._shapes: OrderedDict[int, tuple[exp.Expr, Analysis]] = OrderedDict()
+        self._shapes: OrderedDict[int, _Shape] = OrderedDict()
         self._max_shapes = self.cache.max_entries
         self._routes_tables = bool(rule.tables) or bool(rule.broadcast_tables)
 
@@ -98,7 +118,8 @@ class Planner:
         split = self._split_multi_table_ddl(parsed.tree, values, hint)
         if split is not None:
             return split
-        a = self._analysis(parsed, text)
+        shape = self._shape(parsed, text)
+        a = shape.analysis
         if hint is not None and hint.data_source is not None:
             # ShardingSphere's dataSourceName hint: the statement goes there as written.
             return Plan(a.kind, (RouteUnit(hint.data_source, sql, values),), tables=a.tables)
@@ -106,12 +127,17 @@ class Planner:
         if hint is not None and hint.skip_sql_rewrite:
             return self._unrewritten(a, routing, sql, values)
         if a.statement == "select" and routing.multi:
-            units, merge = self._select_units(a, routing, parsed, text, values)
+            units, merge = self._select_units(shape, routing, parsed, text, values)
             return Plan(a.kind, units, merge, tables=a.tables)
         if a.insert is not None and (routing.multi or routing.generated_keys):
             return Plan(a.kind, self._insert_units(a, routing, parsed, values), None, routing.generated_keys,
                         a.tables)
-        units = tuple(self._renamed(a, t, parsed, text, sql, values) for t in routing.targets)
+        targets = routing.targets
+        if len(targets) > 1 and targets[0].tables and a.spans is None and not (a.index_ddl and a.sharded) \
+                and _uniform(targets):
+            units = self._tree_units(parsed.bound(), targets, values, markable(parsed, text))
+        else:
+            units = tuple(self._renamed(a, t, parsed, text, sql, values) for t in targets)
         return Plan(a.kind, units, None, routing.generated_keys, a.tables)
 
     def _maintenance(self, sql: str) -> Plan | None:
@@ -170,24 +196,26 @@ class Planner:
 
     # ----------------------------------------------------------------------------------------- analysis
 
-    def _analysis(self, parsed: ParsedStatement, text: str) -> Analysis:
+    def _shape(self, parsed: ParsedStatement, text: str) -> _Shape:
+        """The analysis of the statement's shape (kept per parse-cache template, identity checked: ids of evicted
+        templates may be reused)."""
         tree = parsed.tree
         key = id(tree)
         entry = self._shapes.get(key)
-        if entry is not None and entry[0] is tree:
+        if entry is not None and entry.tree is tree:
             self._shapes.move_to_end(key)
-            return entry[1]
+            return entry
         try:
             positioned: exp.Expr | None = sqlglot.parse_one(text, read=self.dialect)
         except SqlglotError:  # pragma: no cover - the parse cache parsed the same text
             positioned = None
         literal_spans = [(lit.start, lit.start + len(lit.text)) for lit in parsed.literals]
-        analysis = self._analyzer.analyse(tree, text, positioned, literal_spans)
+        entry = _Shape(tree, self._analyzer.analyse(tree, text, positioned, literal_spans))
         if parsed.cached:
-            self._shapes[key] = (tree, analysis)
+            self._shapes[key] = entry
             if len(self._shapes) > self._max_shapes:
                 self._shapes.popitem(last=False)
-        return analysis
+        return entry
 
     # -------------------------------------------------------------------------------------------- units
 
@@ -217,8 +245,47 @@ class Planner:
         out, unit_values = render_markers(tree.sql(self.dialect), self.dialect, values)
         return RouteUnit(target.data_source, out, unit_values, self._pairs(target))
 
-    def _select_units(self, a: Analysis, routing: Routing, parsed: ParsedStatement, text: str,
+    def _select_units(self, shape: _Shape, routing: Routing, parsed: ParsedStatement, text: str,
                       values: tuple[Any, ...]) -> tuple[tuple[RouteUnit, ...], MergeSpec]:
+        """A multi-node SELECT's units and merge: from the shape's cached rewrite when it has one, else rewritten
+        on the tree (and the shape's rewrite built, checked against that result, and kept)."""
+        a = shape.analysis
+        targets = routing.targets
+        logic = tuple(sorted(targets[0].tables))
+        uniform = _uniform(targets)
+        cached = shape.scatter
+        if cached and uniform and cached.logic == logic and cached.n_values == len(values):
+            if cached.text is None:
+                return tuple(self._renamed(a, t, parsed, text, "", values) for t in targets), scatter_merge(cached,
+                                                                                                            None)
+            try:
+                return scatter_units(cached, parsed, values, self._fill_targets(targets, logic), self.dialect)
+            except PaginationError as error:
+                raise unsupported("LIMIT/OFFSET", [a.refs[i].name for i in a.sharded], str(error)) from error
+        units, merge = self._select_tree_units(a, routing, parsed, text, values)
+        if cached is None and uniform and logic and parsed.cached and markable(parsed, text):
+            names = [a.refs[i].name for i in a.sharded]
+            built = build_scatter_shape(parsed, text, names, logic, self.dialect, values, a.spans is not None)
+            if built is not None:
+                if built.text is None:
+                    same = scatter_merge(built, None) == merge
+                else:
+                    try:
+                        same = scatter_units(built, parsed, values, self._fill_targets(targets, logic),
+                                             self.dialect) == (units, merge)
+                    except PaginationError:  # pragma: no cover - the tree path read the same values
+                        same = False
+                if not same:
+                    built = None
+            shape.scatter = built if built is not None else False
+        return units, merge
+
+    def _fill_targets(self, targets: list[Target], logic: tuple[str, ...]) \
+            -> list[tuple[str, list[str], tuple[tuple[str, str], ...]]]:
+        return [(t.data_source, [t.tables[name] for name in logic], self._pairs(t)) for t in targets]
+
+    def _select_tree_units(self, a: Analysis, routing: Routing, parsed: ParsedStatement, text: str,
+                           values: tuple[Any, ...]) -> tuple[tuple[RouteUnit, ...], MergeSpec]:
         names = [a.refs[i].name for i in a.sharded]
         bound = parsed.bound()
         assert isinstance(bound, exp.Select)
@@ -238,12 +305,28 @@ class Planner:
             units = tuple(self._renamed(a, t, parsed, text, "", values) for t in routing.targets)
             return units, merge
         all_values = values + tuple(page.extra_params)
-        units_list = []
-        for target in routing.targets:
-            sql = rename_tables(page.tree, target.tables).sql(self.dialect)
-            out, unit_values = render_markers(sql, self.dialect, all_values)
-            units_list.append(RouteUnit(target.data_source, out, unit_values, self._pairs(target)))
-        return tuple(units_list), merge
+        return self._tree_units(page.tree, routing.targets, all_values, markable(parsed, text)), merge
+
+    def _tree_units(self, tree: exp.Expr, targets: list[Target], values: tuple[Any, ...], markable: bool) \
+            -> tuple[RouteUnit, ...]:
+        """One unit per target with `tree`'s logic tables renamed to the target's actual tables. When every
+        target renames the same tables (and marker names cannot collide with the statement's text), the tree
+        is renamed to markers and generated once, and each unit's SQL is that text with its names filled in."""
+        dialect = self.dialect
+        logic = tuple(targets[0].tables)
+        if markable and len(targets) > 1 and logic and _uniform(targets):
+            sql = rename_tables(tree, markers(logic)).sql(dialect)
+            out, unit_values = render_markers(sql, dialect, values)
+            split = split_markers(out, dialect, len(logic))
+            if split is not None:
+                return tuple(RouteUnit(t.data_source, split.fill(table_fills([t.tables[n] for n in logic], dialect)),
+                                       unit_values, self._pairs(t)) for t in targets)
+        units = []
+        for target in targets:
+            sql = rename_tables(tree, target.tables).sql(dialect)
+            out, unit_values = render_markers(sql, dialect, values)
+            units.append(RouteUnit(target.data_source, out, unit_values, self._pairs(target)))
+        return tuple(units)
 
     def _insert_units(self, a: Analysis, routing: Routing, parsed: ParsedStatement,
                       values: tuple[Any, ...]) -> tuple[RouteUnit, ...]:
@@ -271,3 +354,9 @@ class Planner:
                               "an unrewritten SELECT on several data sources cannot be merged")
         units = tuple(RouteUnit(ds, sql, values) for ds in sources)
         return Plan(a.kind, units, None, routing.generated_keys, a.tables)
+
+
+def _uniform(targets: list[Target]) -> bool:
+    """Every target renames the same logic tables."""
+    first = targets[0].tables.keys()
+    return all(t.tables.keys() == first for t in targets)

@@ -5,6 +5,9 @@ Each case file names its rules (a `database-*.yaml` in the same folder, loaded w
 rule compiler). Every case is planned twice on the same planner: the second run takes the cached-shape path and
 must give the same plan.
 
+Every case is also planned with its literals changed (same shape), on the planner that cached the case's shape and
+on a fresh one: the cached rewrite of a shape must plan every statement of the shape as the tree path does.
+
 Regenerate for review with `DBMESH_UPDATE_GOLDEN=1 pytest tests/unit/test_route_golden.py`: the files are
 rewritten with what the planner does now; read the diff before committing, every expectation must be right.
 """
@@ -12,6 +15,7 @@ rewritten with what the planner does now; read the diff before committing, every
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +25,7 @@ import yaml
 
 from dbmesh.config import load_config
 from dbmesh.errors import DbMeshError
+from dbmesh.kernel.parse import DECIMAL, INT, STRING, ShapeError, normalize
 from dbmesh.kernel.plan import MergeSpec, Plan
 from dbmesh.kernel.planner import Planner
 from dbmesh.sharding.conditions import Hint
@@ -164,6 +169,51 @@ def test_route_golden(rules: str, dialect: str, case: dict[str, Any]) -> None:
     assert _run(planner, case) == expected
     # The same statement again: its shape is cached now, and the plan must not change.
     assert _run(planner, case) == expected
+
+
+def _varied(sql: str, dialect: str, delta: int) -> str | None:
+    """`sql` with every integer and decimal literal moved by `delta` and every plain quoted string extended, so
+    the statement keeps its shape (same kinds, same quote forms); None when it has no such literal."""
+    try:
+        literals = normalize(sql, dialect).literals
+    except ShapeError:
+        return None
+    parts: list[str] = []
+    last = 0
+    changed = False
+    for lit in literals:
+        if lit.kind == INT:
+            new = str(int(lit.text) + delta)
+        elif lit.kind == DECIMAL:
+            new = str(Decimal(lit.text) + delta)
+        elif lit.kind == STRING and lit.prefix in ("'", '"') and not any(c in lit.text[1:-1] for c in "'\\\""):
+            new = lit.text[:-1] + f"v{delta}" + lit.text[-1]
+        else:
+            continue
+        parts += [sql[last:lit.start], new]
+        last = lit.start + len(lit.text)
+        changed = True
+    parts.append(sql[last:])
+    return "".join(parts) if changed else None
+
+
+@pytest.mark.parametrize(("rules", "dialect", "case"), _cases())
+def test_cached_shape_plans_other_literals_like_a_fresh_planner(rules: str, dialect: str, case: dict[str, Any]) \
+        -> None:
+    if "generated_keys" in case["expect"]:
+        return  # generated keys differ per planner (and route the row)
+    shared = _planner(rules, dialect)
+    _run(shared, case)
+    _run(shared, case)
+    varied = 0
+    for delta in (1, 6, 1000):
+        sql = _varied(case["sql"], dialect, delta)
+        if sql is None:
+            break
+        other = {**case, "sql": sql}
+        assert _run(shared, other) == _run(_planner(rules, dialect), other), sql
+        varied += 1
+    assert varied in (0, 3)
 
 
 def test_case_ids_are_unique() -> None:

@@ -6,5 +6,7 @@
 3. `insert_rows.keep_rows` and `generated_keys.add_generated_key`: a unit's INSERT rows and generated keys.
 4. `tables.rename_tables` and `index_names.rename_index`: logic names to actual names, per unit.
 
-`text` renders the result (or, when no tree pass is needed, renames in the client's own text).
+`text` renders the result (or, when no tree pass is needed, renames in the client's own text). `template` generates
+a tree once for every unit (logic tables renamed to markers, then each unit's names filled in), and `scatter` keeps
+a multi-node SELECT's whole rewrite per statement shape, literals and LIMIT values filled in per statement.
 """

@@ -42,6 +42,10 @@ def render_markers(sql: str, dialect: str, values: Sequence[Any]) -> tuple[str, 
     MySQL placeholders are positional, so values follow the order the markers appear in. PostgreSQL keeps each
     `$n` when the markers still cover 1..n exactly; otherwise (rows or LIMIT values dropped or added) they are
     renumbered in their original order."""
+    if not values:
+        # Without values the statement's text was not marked: marker-like text is the client's own (a string
+        # literal spelling `__dbmesh_p0__`), not a parameter.
+        return sql, ()
     found = [int(m.group(1)) for m in PARAMETER_MARKER.finditer(sql)] if "__dbmesh_p" in sql else []
     if not found:
         return sql, ()
