@@ -56,6 +56,7 @@ _FLUSH_BYTES = 1 << 16
 _TXN = re.compile(r"^\s*(?:(?P<begin>BEGIN|START\s+TRANSACTION)|(?P<commit>COMMIT|END)|(?P<rollback>ROLLBACK|ABORT))"
                   r"(?P<rest>(?:\s+(?:WORK|TRANSACTION))?(?:\s+[^;]*)?)\s*;?\s*$", re.I | re.S)
 _SAVEPOINT = re.compile(r"^\s*(?:SAVEPOINT|RELEASE|ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO)\b", re.I)
+_ROLLBACK_TO = re.compile(r"^\s*ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 _TAG_COUNT = re.compile(rb"^(INSERT \d+|[A-Z ]+?) (\d+)$")
 
 # Type OIDs used to decode bound parameters into values the sharding algorithms understand.
@@ -82,6 +83,9 @@ _EMPTY_QUERY = _msg(b"I")
 _DESCRIBE_PORTAL = _msg(b"D", b"P\x00")
 _EXECUTE_ALL = _msg(b"E", b"\x00\x00\x00\x00\x00")
 _SYNC = _msg(b"S")
+_READY = {status: _msg(b"Z", status) for status in (b"I", b"T", b"E")}
+_U16 = struct.Struct("!H")
+_I32 = struct.Struct("!i")
 
 
 class _Lease:
@@ -229,6 +233,7 @@ class _Statement:
     sql: str
     param_oids: tuple[int, ...]  # as the client declared them (0 = unspecified)
     described: tuple[tuple[int, ...], tuple[FieldDescription, ...] | None, int] | None = None
+    fast: bool | None = None  # may take the fast path (see _fast_text), once known
 
 
 @dataclass
@@ -417,10 +422,12 @@ class ShardedPg:
                 self._begin(m, sql)  # no data source is involved yet
                 self._ready()
                 return True
+            if not _fast_text(sql):
+                return False
             route = self._fast_route(sql, ())
             if route is None:
                 return False
-            self._fast_send(*route, (), simple=True, description=None)
+            self._fast_send(*route, b"\x00\x00", simple=True, describe=True)
             return True
         return self._try_fast_extended(messages)
 
@@ -437,66 +444,58 @@ class ShardedPg:
             i = 1
         if messages[i][0] != 0x42:
             return False
-        b = Bind.decode(messages[i][1])
-        portal_name = b.portal.encode() + b"\x00"
+        bind = messages[i][1]
+        try:
+            portal, statement, param_formats, raw_params, result_at = _bind_parts(bind)
+            result_formats = _result_formats(bind, result_at)
+        except (ValueError, IndexError, struct.error):
+            return False  # the worker reports it
+        portal_name = portal + b"\x00"
         describe = False
         if i + 1 < n - 2:
             if i + 2 != n - 2 or messages[i + 1][0] != 0x44 or messages[i + 1][1] != b"P" + portal_name:
                 return False
             describe = True
-        execute = messages[n - 2][1]
-        if execute != portal_name + b"\x00\x00\x00\x00":  # this portal, all rows
+        if messages[n - 2][1] != portal_name + b"\x00\x00\x00\x00":  # Execute of this portal, all rows
             return False
         st: _Statement | None
-        if parse is not None and b.statement == parse.name:
+        statement_name = statement.decode()
+        if parse is not None and statement_name == parse.name:
             st = _Statement(parse.query, parse.param_oids)
         else:
-            st = self.statements.get(b.statement)
+            st = self.statements.get(statement_name)
         if st is None:
             return False
+        if st.fast is None:
+            st.fast = _fast_text(st.sql)
+        if not st.fast:
+            return False
         oids = st.param_oids
-        if b.params and (len(oids) != len(b.params) or 0 in oids):
+        if raw_params and (len(oids) != len(raw_params) or 0 in oids):
             described = _described_now(st)
             if described is None:
                 return False
             oids = described[0]
         try:
-            values = tuple(_decode_param(b.params[k], b.param_format(k), oids[k] if k < len(oids) else 0)
-                           for k in range(len(b.params)))
-        except (errors.DbMeshError, ValueError, ArithmeticError, struct.error):
+            nf = len(param_formats)
+            values = tuple(_decode_param(raw, 0 if nf == 0 else param_formats[0] if nf == 1 else param_formats[k],
+                                         oids[k] if k < len(oids) else 0) for k, raw in enumerate(raw_params))
+        except (errors.DbMeshError, ValueError, ArithmeticError, IndexError, struct.error):
             return False  # the worker reports it
-        description = None
-        if describe:
-            described = _described_now(st)
-            if described is None:
-                return False
-            description = _portal_description(described[1], b.result_formats)
         route = self._fast_route(st.sql, values)
         if route is None:
             return False
         if parse is not None:
-            self.statements[parse.name] = st if b.statement == parse.name else _Statement(parse.query,
-                                                                                         parse.param_oids)
+            self.statements[parse.name] = st if statement_name == parse.name else _Statement(parse.query,
+                                                                                            parse.param_oids)
             self.out.append(_PARSE_COMPLETE)
-        self.portals[b.portal] = _Portal(st, values, b.result_formats, plan=route[3])
-        self._fast_send(*route, b.result_formats, simple=False, description=description)
+        self.portals[portal.decode()] = _Portal(st, values, result_formats, plan=route[3])
+        self._fast_send(*route, bind[result_at:], simple=False, describe=describe)
         return True
 
     def _fast_route(self, sql: str, values: tuple[Any, ...]) -> tuple[_Lease, PgBackendConnection, RouteUnit,
                                                                        Plan] | None:
         """The one unit of a point statement and the held connection that can run it now, or None."""
-        if _SAVEPOINT.match(sql) or _TXN.match(sql) or sql.lstrip()[:4].upper() == "COPY" \
-                or not sql.strip().strip(";").strip():
-            return None
-        try:
-            if _admin_parse(sql) is not None:
-                return None
-        except errors.DbMeshError:
-            return None
-        info = _classify(sql)
-        if info is not None and (info.pin or info.set_vars or info.reset_vars or info.reset_all or info.discard_all
-                                 or info.deallocate is not None):
-            return None
         try:
             plan = self.planner.plan(sql, values, hint=self.hint)
         except errors.DbMeshError:
@@ -515,14 +514,15 @@ class ShardedPg:
         return lease, conn, unit, plan
 
     def _fast_send(self, lease: _Lease, conn: PgBackendConnection, unit: RouteUnit, plan: Plan,
-                   result_formats: tuple[int, ...], *, simple: bool, description: bytes | None) -> None:
-        """Send one unit as the worker would, with two differences that do not change the answer: the data source
-        gets Describe only when the client's answer needs its RowDescription (a simple Query), and a statement of
-        the extended protocol outside a transaction runs as a named statement prepared once per connection."""
+                   result_formats: bytes, *, simple: bool, describe: bool) -> None:
+        """Send one unit as the worker would, except that the data source gets Describe only when the client's answer
+        needs the RowDescription (a simple Query, a Describe of the portal: the data source's own description of
+        the portal is the answer, current even after its table changed), and that a statement of the extended
+        protocol outside a transaction runs as a named statement prepared once per connection.
+        `result_formats` is the result-format part of a Bind payload, as the client sent it."""
         lease.reclaimable = False
-        body = Parse("", unit.sql, ()).payload()[1:]  # after the (empty) name
-        params = tuple(_encode_param(v) for v in unit.params)
-        name: bytes | None = None
+        body = _parse_body(unit.sql)
+        name = b""
         prepare = b""
         if not simple and self.status == b"I" and not conn.prepared_uncertain:
             # Named only outside transactions: a stale named statement (its result type changed under it) is
@@ -530,11 +530,15 @@ class ShardedPg:
             name = self.runtime.pg_statement_name(body)
             if name not in conn.prepared:
                 prepare = self._prepare_named(conn, name, body)
-        bind = Bind("", name.decode() if name is not None else "", (), params, result_formats).payload()
-        tail = _msg(b"B", bind) + (_DESCRIBE_PORTAL if simple else b"") + _EXECUTE_ALL + _SYNC
-        relay = _FastRelay(self, lease, simple=simple, description=description, name=name,
-                           prepared_here=bool(prepare), tail=tail, body=body)
-        head = prepare if name is not None else _msg(b"P", b"\x00" + body)
+        bind = [b"\x00", name, b"\x00\x00\x00", _U16.pack(len(unit.params))]  # parameters in text
+        for v in unit.params:
+            raw = _encode_param(v)
+            bind.append(b"\xff\xff\xff\xff" if raw is None else _I32.pack(len(raw)) + raw)
+        bind.append(result_formats)
+        tail = _msg(b"B", b"".join(bind)) + (_DESCRIBE_PORTAL if describe else b"") + _EXECUTE_ALL + _SYNC
+        relay = _FastRelay(self, lease, simple=simple, name=name or None, prepared_here=bool(prepare), tail=tail,
+                           body=body)
+        head = prepare if name else _msg(b"P", b"\x00" + body)
         conn.attach(relay)
         self._fast = relay
         self.busy = True
@@ -555,9 +559,9 @@ class ShardedPg:
 
     def _fast_finished(self, relay: _FastRelay) -> None:
         self._fast = None
-        if relay.failed and self.status == b"T":
+        if relay.error is not None and self.status == b"T":
             self.status = b"E"
-        self.out.append(_msg(b"Z", self.status))
+        self.out.append(_READY[self.status])
         self._flush()
         self.busy = False
         if self.session.closed:
@@ -721,8 +725,7 @@ class ShardedPg:
             await self._transaction_control(m, sql)
             return
         if self.status == b"E":
-            raise _Failed(_error_payload("25P02", "current transaction is aborted, commands ignored until end of "
-                                                  "transaction block"))
+            raise _aborted()
         if portal is None and sql.lstrip()[:4].upper() == "COPY":
             await self._copy(sql)
             return
@@ -800,6 +803,8 @@ class ShardedPg:
 
     async def _transaction_control(self, m: re.Match[str], sql: str) -> None:
         if m.group("begin"):
+            if self.status == b"E":
+                raise _aborted()  # only COMMIT, ROLLBACK and ROLLBACK TO run in a failed transaction
             self._begin(m, sql)
             return
         rollback = bool(m.group("rollback")) or self.status == b"E"
@@ -821,8 +826,7 @@ class ShardedPg:
             raise _Failed(_error_payload("25P01", f"{verb if sp.action != 'rollback' else 'ROLLBACK TO SAVEPOINT'}"
                                                   " can only be used in transaction blocks"))
         if self.status == b"E" and sp.action != "rollback":
-            raise _Failed(_error_payload("25P02", "current transaction is aborted, commands ignored until end of "
-                                                  "transaction block"))
+            raise _aborted()
         if sp.action != "save" and self.savepoints.find(sp.key) is None:
             raise _Failed(_error_payload("3B001", f'savepoint "{sp.key}" does not exist'))
         results = await asyncio.gather(*(self._end_on(ds, sql) for ds in self.joined), return_exceptions=True)
@@ -1033,13 +1037,16 @@ class ShardedPg:
         st = self.statements.get(b.statement)
         if st is None:
             raise _Failed(_error_payload("26000", f'prepared statement "{b.statement}" does not exist'))
+        txn = _TXN.match(st.sql)
+        if self.status == b"E" and not ((txn is not None and not txn.group("begin")) or _ROLLBACK_TO.match(st.sql)):
+            # As PostgreSQL: in a failed transaction only COMMIT, ROLLBACK and ROLLBACK TO can even be bound.
+            raise _aborted()
         oids: tuple[int, ...] = st.param_oids
         if b.params and (len(oids) != len(b.params) or 0 in oids):
             oids = (await self._describe_statement(st))[0]
         values = tuple(_decode_param(b.params[i], b.param_format(i), oids[i] if i < len(oids) else 0)
                        for i in range(len(b.params)))
         portal = _Portal(st, values, b.result_formats)
-        txn = _TXN.match(st.sql)
         if txn is None and self.status != b"E" and not _SAVEPOINT.match(st.sql):
             try:
                 portal.plan = self.planner.plan(st.sql, values, hint=self.hint)
@@ -1146,14 +1153,15 @@ class ShardedPg:
                     spec = MergeSpec(visible=visible)
                 rows = merge(spec, cursors, pg_codec(head.fields), max_rows=self.rule.merge_max_rows_in_memory,
                              dialect="postgres")
+            single = cursors[0] if plan.merge is None and len(cursors) == 1 else None
             if portal is not None and max_rows > 0:
                 portal.finished = [lanes, cursors, plan]
-                suspended = await self._emit_rows(rows, max_rows, portal, tag_prefix=b"SELECT")
+                suspended = await self._emit_rows(rows, max_rows, portal, tag_prefix=b"SELECT", single=single)
                 if suspended:
                     lanes = None  # type: ignore[assignment]  # the portal owns them until it completes
                     return
             else:
-                await self._emit_rows(rows, 0, None, tag_prefix=b"SELECT")
+                await self._emit_rows(rows, 0, None, tag_prefix=b"SELECT", single=single)
             for c in cursors:
                 await c.wait_done()
             self._check(plan, cursors)
@@ -1167,8 +1175,10 @@ class ShardedPg:
                 await self._end_transaction("ROLLBACK" if failed else "COMMIT")
 
     async def _emit_rows(self, rows: AsyncIterator[bytes], max_rows: int, portal: _Portal | None, *,
-                         tag_prefix: bytes) -> bool:
-        """Send rows; with a row limit, stop and answer PortalSuspended. True when suspended."""
+                         tag_prefix: bytes, single: PgShardCursor | None = None) -> bool:
+        """Send rows; with a row limit, stop and answer PortalSuspended. True when suspended. `single`: the one
+        unit's cursor, when its rows go to the client as they are: its error, notices and command tag (INSERT ...
+        RETURNING, SHOW, FETCH) are the answer's, as if the client ran the statement on that data source."""
         out = self.out
         n = portal.sent if portal is not None else 0
         count = 0
@@ -1196,7 +1206,19 @@ class ShardedPg:
                 await c.wait_done()
             await lanes.finish()
             self._check(plan, cursors)
-        out.append(build_message(0x43, tag_prefix + b" " + str(n).encode() + b"\x00"))
+        tag = tag_prefix + b" " + str(n).encode()
+        if single is not None:
+            await single.wait_done()  # at once: its rows were drained to the end
+            if single.lost is not None:
+                raise errors.BackendError(errors.BACKEND_LOST, data_source=single.conn.data_source.name,
+                                          detail=single.lost)
+            if single.error is not None:
+                raise _Failed(single.error)  # instead of CommandComplete, as the data source answered
+            for notice in single.notices:
+                out.append(_msg(b"N", notice))
+            if single.tag:
+                tag = single.tag
+        out.append(build_message(0x43, tag + b"\x00"))
         return False
 
     def _check(self, plan: Plan, cursors: Sequence[PgShardCursor]) -> None:
@@ -1210,28 +1232,27 @@ class ShardedPg:
 
 class _FastRelay:
     """Sink of a statement ShardedPg._try_fast sent: relays the data source's answer as it arrives, as the answer
-    to the client's messages (its Parse was answered when sent; BindComplete, the portal's description from the
-    statement cache, rows, CommandComplete; ReadyForQuery is the session's own).
+    to the client's messages (its Parse was answered when sent; ReadyForQuery is the session's own; a simple Query
+    gets no BindComplete or NoData).
 
     A named statement the connection held may have gone stale (its result type changed: 0A000; or the server
     dropped it: 26000). Such an error comes at Bind, before anything was relayed: the statement is prepared again
     and the unit runs again, once."""
 
-    __slots__ = ("body", "description", "failed", "lease", "name", "owner", "paused", "prepared_here", "reader",
+    __slots__ = ("body", "error", "lease", "name", "owner", "paused", "prepared_here", "reader",
                  "retried", "retry", "simple", "size", "tail")
 
-    def __init__(self, owner: ShardedPg, lease: _Lease, *, simple: bool, description: bytes | None,
-                 name: bytes | None, prepared_here: bool, tail: bytes, body: bytes) -> None:
+    def __init__(self, owner: ShardedPg, lease: _Lease, *, simple: bool, name: bytes | None, prepared_here: bool,
+                 tail: bytes, body: bytes) -> None:
         self.owner = owner
         self.lease = lease
         self.simple = simple
-        self.description = description
         self.name = name
         self.prepared_here = prepared_here
         self.tail = tail
         self.body = body
         self.reader = MessageReader()
-        self.failed = False
+        self.error: bytes | None = None  # the data source's ErrorResponse payload, or dbmesh's for a lost connection
         self.retry = False
         self.retried = False
         self.paused = False
@@ -1247,22 +1268,19 @@ class _FastRelay:
             if t == 0x44 or t == 0x43 or t == 0x4E or t == 0x54:  # DataRow, CommandComplete, Notice, RowDescription
                 out.append(build_message(t, payload))
                 self.size += len(payload)
-            elif t == 0x32:  # BindComplete
+            elif t == 0x32 or t == 0x6E:  # BindComplete, NoData
                 if not self.simple:
-                    out.append(_BIND_COMPLETE)
-                    if self.description is not None:
-                        out.append(self.description)
-            elif t == 0x45:  # ErrorResponse
+                    out.append(_BIND_COMPLETE if t == 0x32 else _NO_DATA)
+            elif t == 0x45:  # ErrorResponse: sent at ReadyForQuery, unless the connection is lost first
                 if self.name is not None and not self.prepared_here and not self.retried \
                         and _sqlstate(payload) in ("0A000", "26000"):
                     self.retry = True
-                else:
-                    out.append(build_message(t, payload))
-                    self.failed = True
+                elif self.error is None:
+                    self.error = payload
             elif t == 0x49:  # EmptyQueryResponse
                 out.append(_EMPTY_QUERY)
-            # ParseComplete and CloseComplete answer dbmesh's own messages; NoData answers the Describe only a
-            # simple Query gets; ParameterStatus and notifications are the general path's to drop as well.
+            # ParseComplete and CloseComplete answer dbmesh's own messages; ParameterStatus and notifications are
+            # the worker's to drop as well.
         if self.size >= _FLUSH_BYTES:
             self.size = 0
             self.owner._flush()
@@ -1290,18 +1308,21 @@ class _FastRelay:
                       + self.tail, 1)
             return
         conn.detach()
-        if self.failed and self.prepared_here and self.name is not None:
-            # The Parse may be what failed: prepare again next time (Close first makes that safe either way).
-            conn.prepared.discard(self.name)
+        if self.error is not None:
+            self.owner.out.append(_msg(b"E", self.error))
+            if self.prepared_here and self.name is not None:
+                # The Parse may be what failed: prepare again next time (Close first makes that safe either way).
+                conn.prepared.discard(self.name)
         self.owner._fast_finished(self)
 
     def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
+        # As the worker reports it: the loss, not whatever the data source said before closing (a FATAL).
         owner = self.owner
         if self.lease.conn is conn:
             owner._drop(self.lease)
-        owner.out.append(_msg(b"E", render_error(errors.BackendError(
-            errors.BACKEND_LOST, data_source=self.lease.ds.name, detail=detail))))
-        self.failed = True
+        self.error = render_error(errors.BackendError(errors.BACKEND_LOST, data_source=self.lease.ds.name,
+                                                      detail=detail))
+        owner.out.append(_msg(b"E", self.error))
         owner._fast_finished(self)
 
 
@@ -1573,6 +1594,70 @@ def _sum_tags(tags: Sequence[bytes]) -> bytes:
     return m.group(1) + b" " + str(total).encode()
 
 
+def _fast_text(sql: str) -> bool:
+    """Whether a statement's text allows the fast path: no transaction control, savepoint, COPY, admin statement,
+    setting or statement with session state, and not empty (each has its own handling in the worker)."""
+    if _SAVEPOINT.match(sql) or _TXN.match(sql) or sql.lstrip()[:4].upper() == "COPY" \
+            or not sql.strip().strip(";").strip():
+        return False
+    try:
+        if _admin_parse(sql) is not None:
+            return False
+    except errors.DbMeshError:
+        return False
+    info = _classify(sql)
+    return not (info is not None and (info.pin or info.set_vars or info.reset_vars or info.reset_all
+                                      or info.discard_all or info.deallocate is not None))
+
+
+def _bind_parts(payload: bytes) -> tuple[bytes, bytes, tuple[int, ...], list[bytes | None], int]:
+    """Portal, statement, parameter formats and parameters of a Bind payload, and where its result formats start.
+    Raises ValueError, IndexError or struct.error when it is malformed."""
+    end = payload.index(0)
+    portal = payload[:end]
+    pos = end + 1
+    end = payload.index(0, pos)
+    statement = payload[pos:end]
+    pos = end + 1
+    (nf,) = _U16.unpack_from(payload, pos)
+    formats = struct.unpack_from(f"!{nf}h", payload, pos + 2)
+    pos += 2 + 2 * nf
+    (n,) = _U16.unpack_from(payload, pos)
+    pos += 2
+    params: list[bytes | None] = []
+    for _ in range(n):
+        (length,) = _I32.unpack_from(payload, pos)
+        pos += 4
+        if length < 0:
+            params.append(None)
+        else:
+            if pos + length > len(payload):
+                raise ValueError("parameter past the end of Bind")
+            params.append(payload[pos:pos + length])
+            pos += length
+    return portal, statement, formats, params, pos
+
+
+def _result_formats(bind: bytes, at: int) -> tuple[int, ...]:
+    (n,) = _U16.unpack_from(bind, at)
+    if at + 2 + 2 * n != len(bind):
+        raise ValueError("trailing bytes in Bind")
+    return struct.unpack_from(f"!{n}h", bind, at + 2)
+
+
+_BODIES: dict[str, bytes] = {}
+
+
+def _parse_body(sql: str) -> bytes:
+    """A Parse payload after the statement name: the query, no parameter types (the data source infers them)."""
+    body = _BODIES.get(sql)
+    if body is None:
+        if len(_BODIES) > 4096:
+            _BODIES.clear()
+        body = _BODIES[sql] = sql.encode() + b"\x00\x00\x00"
+    return body
+
+
 def _described_now(st: _Statement) -> tuple[tuple[int, ...], tuple[FieldDescription, ...] | None, int] | None:
     """The statement's description if it is known without asking a data source (see _describe_statement)."""
     if st.described is not None:
@@ -1613,6 +1698,11 @@ def _data_row(values: Sequence[bytes | None]) -> bytes:
         else:
             out.append(struct.pack("!i", len(v)) + v)
     return b"".join(out)
+
+
+def _aborted() -> _Failed:
+    return _Failed(_error_payload("25P02", "current transaction is aborted, commands ignored until end of "
+                                           "transaction block"))
 
 
 def _error_payload(sqlstate: str, message: str, severity: str = "ERROR") -> bytes:
