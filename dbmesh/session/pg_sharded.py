@@ -1236,10 +1236,10 @@ class _FastRelay:
     gets no BindComplete or NoData).
 
     A named statement the connection held may have gone stale (its result type changed: 0A000; or the server
-    dropped it: 26000). Such an error comes at Bind, before anything was relayed: the statement is prepared again
-    and the unit runs again, once."""
+    dropped it: 26000). Such an error comes at Bind, before anything was relayed and before the statement ran:
+    the statement is prepared again and the unit runs again, once."""
 
-    __slots__ = ("body", "error", "lease", "name", "owner", "paused", "prepared_here", "reader",
+    __slots__ = ("body", "bound", "error", "lease", "name", "owner", "paused", "prepared_here", "reader",
                  "retried", "retry", "simple", "size", "tail")
 
     def __init__(self, owner: ShardedPg, lease: _Lease, *, simple: bool, name: bytes | None, prepared_here: bool,
@@ -1255,6 +1255,7 @@ class _FastRelay:
         self.error: bytes | None = None  # the data source's ErrorResponse payload, or dbmesh's for a lost connection
         self.retry = False
         self.retried = False
+        self.bound = False  # the data source answered the Bind
         self.paused = False
         self.size = 0
 
@@ -1269,10 +1270,11 @@ class _FastRelay:
                 out.append(build_message(t, payload))
                 self.size += len(payload)
             elif t == 0x32 or t == 0x6E:  # BindComplete, NoData
+                self.bound = True
                 if not self.simple:
                     out.append(_BIND_COMPLETE if t == 0x32 else _NO_DATA)
             elif t == 0x45:  # ErrorResponse: sent at ReadyForQuery, unless the connection is lost first
-                if self.name is not None and not self.prepared_here and not self.retried \
+                if self.name is not None and not self.bound and not self.prepared_here and not self.retried \
                         and _sqlstate(payload) in ("0A000", "26000"):
                     self.retry = True
                 elif self.error is None:
@@ -1301,6 +1303,7 @@ class _FastRelay:
         if self.retry:
             self.retry = False
             self.retried = True
+            self.reader = MessageReader()
             self.prepared_here = True
             assert self.name is not None
             conn.prepared.add(self.name)
@@ -1597,14 +1600,15 @@ def _sum_tags(tags: Sequence[bytes]) -> bytes:
 def _fast_text(sql: str) -> bool:
     """Whether a statement's text allows the fast path: no transaction control, savepoint, COPY, admin statement,
     setting or statement with session state, and not empty (each has its own handling in the worker)."""
-    if _SAVEPOINT.match(sql) or _TXN.match(sql) or sql.lstrip()[:4].upper() == "COPY" \
-            or not sql.strip().strip(";").strip():
-        return False
-    try:
-        if _admin_parse(sql) is not None:
+    if sql[:6].upper() not in _PLAIN_HEADS:
+        if _SAVEPOINT.match(sql) or _TXN.match(sql) or sql.lstrip()[:4].upper() == "COPY" \
+                or not sql.strip().strip(";").strip():
             return False
-    except errors.DbMeshError:
-        return False
+        try:
+            if _admin_parse(sql) is not None:
+                return False
+        except errors.DbMeshError:
+            return False
     info = _classify(sql)
     return not (info is not None and (info.pin or info.set_vars or info.reset_vars or info.reset_all
                                       or info.discard_all or info.deallocate is not None))
@@ -1645,6 +1649,8 @@ def _result_formats(bind: bytes, at: int) -> tuple[int, ...]:
     return struct.unpack_from(f"!{n}h", bind, at + 2)
 
 
+# Heads no transaction control, savepoint, COPY or admin statement starts with.
+_PLAIN_HEADS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
 _BODIES: dict[str, bytes] = {}
 
 
