@@ -144,6 +144,15 @@ def build_scatter_shape(parsed: ParsedStatement, text: str, names: Sequence[str]
         if is_string:
             strings.add(slot.index)
         leaf.replace(exp.Literal(this=literal_marker(slot.index), is_string=is_string))
+    # Parameters are bound per statement only in WHERE / JOIN ... ON and LIMIT / OFFSET; anywhere else
+    # (HAVING, the select list, ORDER BY ...) the projections would bake this statement's values into the shape.
+    for node in template.walk():
+        if param_index(node) is not None or isinstance(node, exp.Placeholder):
+            top = node
+            while top.parent is not None and top.parent is not template:
+                top = top.parent
+            if top.arg_key not in ("where", "joins", "limit", "offset"):
+                return None
     try:
         projections = plan_projections(template, dialect, names, values)
     except DbMeshError:
