@@ -10,6 +10,11 @@ Guarantees:
   A write touching several data sources outside a transaction runs in an implicit one.
 - Rows reach the client as the data source encoded them (text or binary, as the client bound them), unless a
   merge must compute a value.
+- A point statement (one unit, no merge) on a connection the session holds is sent as soon as its messages arrive
+  and its answer relayed as the data source gives it (see _try_fast); messages arriving meanwhile wait for it.
+  Outside transactions, extended-protocol statements run as named statements prepared once per data source
+  connection (under the names every session shares, see Runtime.pg_statement_name), at most
+  MAX_CACHED_STATEMENTS per connection.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import re
 import struct
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -236,7 +241,7 @@ class _Statement:
     fast: bool | None = None  # may take the fast path (see _fast_text), once known
 
 
-@dataclass
+@dataclass(slots=True)
 class _Portal:
     statement: _Statement
     params: tuple[Any, ...]
@@ -245,7 +250,7 @@ class _Portal:
     error: errors.DbMeshError | None = None
     rows: AsyncIterator[bytes] | None = None  # a suspended SELECT's remaining rows
     sent: int = 0
-    finished: list[Any] = field(default_factory=list)
+    finished: tuple[Any, ...] = ()  # a suspended SELECT's lanes, cursors and plan
 
 
 class _Failed(Exception):
@@ -1155,7 +1160,7 @@ class ShardedPg:
                              dialect="postgres")
             single = cursors[0] if plan.merge is None and len(cursors) == 1 else None
             if portal is not None and max_rows > 0:
-                portal.finished = [lanes, cursors, plan]
+                portal.finished = (lanes, cursors, plan)
                 suspended = await self._emit_rows(rows, max_rows, portal, tag_prefix=b"SELECT", single=single)
                 if suspended:
                     lanes = None  # type: ignore[assignment]  # the portal owns them until it completes
