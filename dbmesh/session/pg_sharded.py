@@ -443,7 +443,10 @@ class ShardedPg:
         i = 0
         parse: Parse | None = None
         if messages[0][0] == 0x50:
-            parse = Parse.decode(messages[0][1])
+            try:
+                parse = Parse.decode(messages[0][1])
+            except ValueError:
+                return False  # the worker reports it
             if parse.name and parse.name in self.statements:
                 return False  # the worker refuses it (42P05)
             i = 1
@@ -453,6 +456,7 @@ class ShardedPg:
         try:
             portal, statement, param_formats, raw_params, result_at = _bind_parts(bind)
             result_formats = _result_formats(bind, result_at)
+            portal_text, statement_name = _text(portal), _text(statement)
         except (ValueError, IndexError, struct.error):
             return False  # the worker reports it
         portal_name = portal + b"\x00"
@@ -464,7 +468,6 @@ class ShardedPg:
         if messages[n - 2][1] != portal_name + b"\x00\x00\x00\x00":  # Execute of this portal, all rows
             return False
         st: _Statement | None
-        statement_name = statement.decode()
         if parse is not None and statement_name == parse.name:
             st = _Statement(parse.query, parse.param_oids)
         else:
@@ -494,7 +497,7 @@ class ShardedPg:
             self.statements[parse.name] = st if statement_name == parse.name else _Statement(parse.query,
                                                                                             parse.param_oids)
             self.out.append(_PARSE_COMPLETE)
-        self.portals[portal.decode()] = _Portal(st, values, result_formats, plan=route[3])
+        self.portals[portal_text] = _Portal(st, values, result_formats, plan=route[3])
         self._fast_send(*route, bind[result_at:], simple=False, describe=describe)
         return True
 
@@ -1637,14 +1640,21 @@ def _bind_parts(payload: bytes) -> tuple[bytes, bytes, tuple[int, ...], list[byt
     for _ in range(n):
         (length,) = _I32.unpack_from(payload, pos)
         pos += 4
-        if length < 0:
+        if length == -1:
             params.append(None)
+        elif length < 0:
+            raise ValueError(f"invalid parameter length {length}")
         else:
             if pos + length > len(payload):
                 raise ValueError("parameter past the end of Bind")
             params.append(payload[pos:pos + length])
             pos += length
     return portal, statement, formats, params, pos
+
+
+def _text(name: bytes) -> str:
+    """A portal or statement name as the protocol messages decode it."""
+    return name.decode("utf-8", "surrogateescape")
 
 
 def _result_formats(bind: bytes, at: int) -> tuple[int, ...]:

@@ -446,3 +446,58 @@ def test_data_source_connection_lost_mid_statement(fresh: DbMeshProcess, postgre
     finally:
         mesh.close()
         admin.close()
+
+
+# -- Bind payloads ---------------------------------------------------------------------------------------------
+
+def test_bind_parts_read_what_bind_writes() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dbmesh.protocol.postgresql.messages import Bind
+    from dbmesh.session.pg_sharded import _bind_parts, _result_formats
+
+    names = st.text(st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=8)
+    formats = st.lists(st.integers(0, 1), max_size=4).map(tuple)
+
+    @settings(max_examples=300, deadline=None)
+    @given(names, names, formats, st.lists(st.one_of(st.none(), st.binary(max_size=12)), max_size=5).map(tuple),
+           formats)
+    def check(portal: str, statement: str, pformats: tuple[int, ...], params: tuple[bytes | None, ...],
+              rformats: tuple[int, ...]) -> None:
+        payload = Bind(portal, statement, pformats, params, rformats).payload()
+        got_portal, got_statement, got_pformats, got_params, at = _bind_parts(payload)
+        assert (got_portal.decode(), got_statement.decode(), got_pformats, tuple(got_params)) == (
+            portal, statement, pformats, params)
+        assert _result_formats(payload, at) == rformats
+        assert payload[at:] == Bind("", "", (), (), rformats).payload()[6:]  # sent on as the client wrote it
+
+    check()
+
+
+def test_bind_parts_refuse_what_bind_refuses() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dbmesh.protocol.postgresql.messages import Bind
+    from dbmesh.session.pg_sharded import _bind_parts, _result_formats, _text
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.binary(max_size=40))
+    def check(payload: bytes) -> None:
+        try:
+            expected = Bind.decode(payload)
+        except Exception:
+            expected = None
+        try:
+            portal, statement, pformats, params, at = _bind_parts(payload)
+            got = (_text(portal), _text(statement), pformats, tuple(params), _result_formats(payload, at))
+        except (ValueError, IndexError, struct.error):
+            got = None
+        if expected is None:
+            assert got is None
+        else:
+            assert got == (expected.portal, expected.statement, expected.param_formats, expected.params,
+                           expected.result_formats)
+
+    check()
