@@ -117,15 +117,21 @@ def _dialect_name(dialect: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The scanner. Alternatives are tried in order at each position finditer stops at; characters no alternative
-# starts with (operators, spaces, punctuation, '@', ':') are structural text and simply kept.
+# The scanner. Each match is a run of structural text (``skip``: operators, spaces, punctuation, words, any
+# character no token starts with) followed by one token, the alternatives tried in order; ``end`` matches at the
+# end of the text. Every character either continues the run or starts a token, so the loop only sees tokens; a
+# position where no alternative matches (not expected) makes the scanner refuse rather than skip text.
 _NUM = r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?"
-# ``skip`` swallows runs of structural text in one match (the loop then sees only what matters). A word is
-# only skipped when no quote follows it: ``x'..'``, ``N'..'``, ``_utf8mb4'..'`` and ``E'..'`` start literals.
+# A word is only skipped when no quote follows it: ``x'..'``, ``N'..'``, ``_utf8mb4'..'`` and ``E'..'`` start
+# literals. The negated class lists every character a token may start with.
 _WORD = r"[^\W0-9][\w$]*+"
+# The same for the common all-ASCII word, tried first (faster); it gives way to _WORD when a non-ASCII word
+# character follows, so word boundaries stay _WORD's.
+_ASCII_WORD = r"[A-Za-z_][A-Za-z0-9_$]*+"
 _MYSQL_RE: Final = re.compile(
-    r"""(?P<skip>(?:""" + _WORD + r"""(?!['"`])|[\s,()=<>*+;|&!~^%:@\[\]{}]|-(?!-)|/(?!\*)|\.(?![0-9]))++)
-      |(?P<lc>--[^\n]*|\#[^\n]*)
+    r"""(?P<skip>(?:[ ,()=<>*+;|&!~^%:@]++|""" + _ASCII_WORD + r"""(?![\w'"`])|""" + _WORD + r"""(?!['"`])
+                    |[^\w'"`\#/\-?$.\x00]|-(?!-)|/(?!\*)|\.(?![0-9]))*+)
+      (?:(?P<lc>--[^\n]*|\#[^\n]*)
       |(?P<bc>/\*)
       |(?P<qid>`[^`]*`)
       |(?P<hex>[xX]'[0-9A-Fa-f]*'|0x[0-9A-Fa-f]+)
@@ -135,12 +141,14 @@ _MYSQL_RE: Final = re.compile(
       |(?P<num>""" + _NUM + r""")
       |(?P<word>[^\W0-9][\w$]*)
       |(?P<qmark>\?)
-      |(?P<bad2>['"`])""",
+      |(?P<bad2>['"`])
+      |(?P<end>\Z))""",
     re.VERBOSE | re.DOTALL,
 )
 _PG_RE: Final = re.compile(
-    r"""(?P<skip>(?:""" + _WORD + r"""(?![&'"])|[\s,()=<>*+;|!~^%:@\[\]{}?\#]|&(?!['"])|-(?!-)|/(?!\*)|\.(?![0-9]))++)
-      |(?P<lc>--[^\n]*)
+    r"""(?P<skip>(?:[ ,()=<>*+;|!~^%:@]++|""" + _ASCII_WORD + r"""(?![\w&'"])|""" + _WORD + r"""(?![&'"])
+                    |[^\w'"/\-$.&\x00]|&(?!['"])|-(?!-)|/(?!\*)|\.(?![0-9]))*+)
+      (?:(?P<lc>--[^\n]*)
       |(?P<bc>/\*)
       |(?P<qid>"[^"]*")
       |(?P<hex>[xX]'[0-9A-Fa-f]*')
@@ -152,7 +160,8 @@ _PG_RE: Final = re.compile(
       |(?P<str>'(?:[^']|'')*')
       |(?P<num>""" + _NUM + r""")
       |(?P<word>[^\W0-9][\w$]*)
-      |(?P<bad2>['"$])""",
+      |(?P<bad2>['"$])
+      |(?P<end>\Z))""",
     re.VERBOSE | re.DOTALL,
 )
 # After a number, hex or parameter these would glue on (MySQL identifiers may start with digits; ``1.2.3``).
@@ -161,10 +170,16 @@ _ESCAPY: Final = re.compile(r"['\"\\]")
 _PG_PARAM: Final = re.compile(r"\$[0-9]+")
 
 
-@dataclass(frozen=True, slots=True)
-class _Scan:
-    shape: Shape
+class _Scan(NamedTuple):
+    """What the scanner finds (a NamedTuple: a cache hit makes one per statement, a frozen dataclass costs more)."""
+
+    key: str
+    literals: tuple[Literal, ...]
     markers: tuple[int, ...]  # offsets of MySQL '?' / PostgreSQL '$n' parameters (for prepared statements)
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.key, self.literals)
 
 
 def _block_comment_end(sql: str, start: int, nested: bool) -> int:
@@ -206,7 +221,7 @@ def _string_content(text: str, prefix: str, suffix: str, dialect: str) -> str:
 
 def _scan(sql: str, dialect: str) -> _Scan:
     pg = dialect == "postgres"
-    search = (_PG_RE if pg else _MYSQL_RE).search
+    match = (_PG_RE if pg else _MYSQL_RE).match
     glue = _GLUE.match
     size = len(sql)
     parts: list[str] = []
@@ -215,15 +230,18 @@ def _scan(sql: str, dialect: str) -> _Scan:
     last = 0  # end of the text already copied into parts
     pos = 0
     while True:
-        m = search(sql, pos)
+        m = match(sql, pos)
         if m is None:
-            break
+            raise ShapeError(f"cannot normalise near offset {pos}")  # pragma: no cover - every character matches
         group = m.lastgroup
-        start, pos = m.span()
-        if group == "skip" or group == "word" or group == "qid" or group == "lc":
+        if group == "end":
+            break
+        start = m.end(1)  # the token, after the structural run
+        pos = m.end()
+        if group == "word" or group == "qid" or group == "lc":
             continue
         if group == "num":
-            text = m.group()
+            text = sql[start:pos]
             if pos < size and glue(sql, pos):
                 raise ShapeError("number glued to a word or a dot")
             kind = FLOAT if ("e" in text or "E" in text) else DECIMAL if "." in text else INT
@@ -231,7 +249,7 @@ def _scan(sql: str, dialect: str) -> _Scan:
         elif group == "str" or group == "estr":
             if start > 0 and sql[start - 1] == "@":
                 continue  # MySQL @'quoted variable name': a name, not a value
-            text = m.group()
+            text = sql[start:pos]
             prefix = text[:2] if group == "estr" else text[0]
             lit = Literal(text, STRING, start, prefix, text[-1], _string_content(text, prefix, text[-1], dialect))
         elif group == "bc":
@@ -243,7 +261,7 @@ def _scan(sql: str, dialect: str) -> _Scan:
             markers.append(start)
             continue
         elif group == "hex" or group == "bit":
-            text = m.group()
+            text = sql[start:pos]
             kind = HEX if group == "hex" else BIT
             if text[0] == "0":
                 if pos < size and glue(sql, pos):
@@ -253,7 +271,7 @@ def _scan(sql: str, dialect: str) -> _Scan:
                 prefix, suffix = text[:2], "'"
             lit = Literal(text, kind, start, prefix, suffix, text[len(prefix) : len(text) - len(suffix)])
         elif group == "dollar":
-            tag = m.group()
+            tag = sql[start:pos]
             close = sql.find(tag, pos)
             if close < 0:
                 raise ShapeError("unterminated dollar-quoted string")
@@ -267,7 +285,7 @@ def _scan(sql: str, dialect: str) -> _Scan:
         last = pos
         literals.append(lit)
     parts.append(sql[last:])
-    return _Scan(Shape("".join(parts), tuple(literals)), tuple(markers))
+    return _Scan("".join(parts), tuple(literals), tuple(markers))
 
 
 def normalize(sql: str, dialect: str) -> Shape:
@@ -751,20 +769,21 @@ class ParseCache:
         """
         dialect = _dialect_name(dialect)
         try:
-            shape = _scan(sql, dialect).shape
+            scan = _scan(sql, dialect)
         except ShapeError:
             self.uncacheable += 1
             reference = _parse(sql, dialect)
             return ParsedStatement(_Template(reference, ()), (), dialect, False)
-        entry = self._lookup((dialect, shape.key))
+        entry = self._lookup((dialect, scan.key))
         old_pins: tuple[int, ...] = ()
         if isinstance(entry, _Pinned):
             old_pins = entry.indices
-            entry = self._lookup((dialect, _pinned_key(shape, old_pins)))
+            entry = self._lookup((dialect, _pinned_key(scan.shape, old_pins)))
         if isinstance(entry, _Template):
             self.hits += 1
-            return ParsedStatement(entry, shape.literals, dialect, True)
+            return ParsedStatement(entry, scan.literals, dialect, True)
         self.misses += 1
+        shape = scan.shape
         reference = _parse(sql, dialect)
         template, pinned = _build(sql, dialect, shape, reference, frozenset(old_pins))
         # Pins only grow, so the entries stored under the shape's earlier pin set stay consistent; a template

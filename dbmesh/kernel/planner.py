@@ -89,6 +89,9 @@ class Planner:
         # Analyses by parse-cache template (identity checked: ids of evicted templates may be reused).
         self._shapes: OrderedDict[int, _Shape] = OrderedDict()
         self._max_shapes = self.cache.max_entries
+        # Statements with parameter values (prepared or extended protocol) repeat their text exactly: the text with
+        # its parameters marked, and its parse (immutable: a shared template and this text's literals), by text.
+        self._parameterized: OrderedDict[str, tuple[str, ParsedStatement]] = OrderedDict()
         self._routes_tables = bool(rule.tables) or bool(rule.broadcast_tables)
 
     # ------------------------------------------------------------------------------------------------- API
@@ -100,24 +103,34 @@ class Planner:
         if "SHARDINGSPHERE_HINT" in sql:
             hint = merge_hints(hint, parse_hint(sql))
         values = tuple(params)
-        maintenance = self._maintenance(sql)
-        if maintenance is not None:
-            return maintenance
-        text = sql
-        if values:
+        memo = self._parameterized.get(sql) if values else None
+        if memo is not None:
+            # A prepared statement's text again: its marked text and parse are those of last time.
+            self._parameterized.move_to_end(sql)
+            text, parsed = memo
+        else:
+            maintenance = self._maintenance(sql)
+            if maintenance is not None:
+                return maintenance
+            text = sql
+            if values:
+                try:
+                    text, _ = mark_parameters(sql, dialect)
+                except (SqlParseError, ValueError) as error:
+                    raise syntax(str(error)) from error
             try:
-                text, _ = mark_parameters(sql, dialect)
-            except (SqlParseError, ValueError) as error:
-                raise syntax(str(error)) from error
-        try:
-            parsed = self.cache.get(text, dialect)
-        except SqlParseError as error:
-            if not self._routes_tables:
-                return Plan("other", (RouteUnit(self.rule.default_data_source, sql, values),))
-            raise syntax(str(error.args_map.get("detail", error))) from error
-        split = self._split_multi_table_ddl(parsed.tree, values, hint)
-        if split is not None:
-            return split
+                parsed = self.cache.get(text, dialect)
+            except SqlParseError as error:
+                if not self._routes_tables:
+                    return Plan("other", (RouteUnit(self.rule.default_data_source, sql, values),))
+                raise syntax(str(error.args_map.get("detail", error))) from error
+            if values and parsed.cached:
+                self._parameterized[sql] = (text, parsed)
+                if len(self._parameterized) > self._max_shapes:
+                    self._parameterized.popitem(last=False)
+            split = self._split_multi_table_ddl(parsed.tree, values, hint)
+            if split is not None:
+                return split
         shape = self._shape(parsed, text)
         a = shape.analysis
         if hint is not None and hint.data_source is not None:

@@ -10,6 +10,7 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
+from sqlglot.tokenizer_core import TokenType
 
 from dbmesh.errors import ProtocolError
 from dbmesh.kernel import parse as parse_module
@@ -740,3 +741,30 @@ def test_module_doctests() -> None:
     result = doctest.testmod(parse_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+_SOUP = st.lists(st.sampled_from(list("ab_xEe01259 .,;()=*+-/#$?@&`'\"\\\n€é") + ["--", "/*", "*/", "0x"]),
+                 max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["mysql", "postgres"]), _SOUP)
+def test_scanner_on_character_soup(dialect: str, tail: str) -> None:
+    """Whatever the text, the scanner refuses, or takes out literals (in order, at their offsets) whose markers and
+    the text between them are the key, and finds the same parameters as a plain search for them where no quote,
+    comment or dollar sign can hide one."""
+    sql = "SELECT " + tail
+    try:
+        shape = normalize(sql, dialect)
+        markers = parse_module._scan(sql, dialect).markers
+    except ShapeError:
+        return
+    key, last = [], 0
+    for lit in shape.literals:
+        assert lit.start >= last and sql[lit.start:lit.start + len(lit.text)] == lit.text
+        key += [sql[last:lit.start], "\x00" + parse_module._KIND_CODE[lit.kind] + lit.prefix]
+        last = lit.start + len(lit.text)
+    key.append(sql[last:])
+    assert shape.key == "".join(key)
+    if dialect == "mysql" and not any(c in sql for c in "'\"`#$") and "--" not in sql and "/*" not in sql:
+        assert list(markers) == [i for i, c in enumerate(sql) if c == "?"]

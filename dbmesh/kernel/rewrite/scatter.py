@@ -23,14 +23,14 @@ A shape is kept only after its filled text equals the tree path's units for the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlglot import exp
 
 from dbmesh.errors import DbMeshError
-from dbmesh.kernel.parse import ParsedStatement
+from dbmesh.kernel.parse import LiteralSlot, ParsedStatement
 from dbmesh.kernel.plan import MergeSpec, RouteUnit
 from dbmesh.kernel.rewrite.pagination import (
     PageShape,
@@ -73,6 +73,7 @@ class ScatterShape:
     n_values: int  # parameter values the shape was built with (statements binding another count do not match)
     merge: dict[str, Any]  # MergeSpec fields but offset and limit
     page: PageShape | None
+    page_slots: Mapping[str, LiteralSlot]  # the literal slots LIMIT/OFFSET read, by placeholder name
     keep_limit: bool
     text: SplitText | None  # None: units are the client's text with names spliced in (nothing to rewrite)
     param_order: tuple[int, ...]  # each unit's parameters: indexes into the values plus the shard LIMIT's own
@@ -85,9 +86,8 @@ def markable(parsed: ParsedStatement, text: str) -> bool:
         MARKER_PREFIX in lit.content for lit in parsed.literals)
 
 
-def _resolver(parsed: ParsedStatement) -> Any:
-    slots = {f"dbm_{s.index}": s for s in parsed.slots}
-
+def _resolver(parsed: ParsedStatement, slots: Mapping[str, LiteralSlot]) -> Callable[[exp.Expr], exp.Expr]:
+    """Reads a LIMIT/OFFSET node of the shape as the statement's own node (a literal slot becomes its literal)."""
     def resolve(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Placeholder) and isinstance(node.this, str) and node.this in slots:
             return parsed.literal_node(slots[node.this])
@@ -125,6 +125,8 @@ def build_scatter_shape(parsed: ParsedStatement, text: str, names: Sequence[str]
     except PaginationError:
         return None
     limit_nodes = [n for n in (page.count, page.offset) if n is not None] if page is not None else []
+    page_slots = {f"dbm_{s.index}": s for s in parsed.slots if any(
+        isinstance(n, exp.Placeholder) and n.this == f"dbm_{s.index}" for n in limit_nodes)}
     strings: set[int] = set()
     for slot in parsed.slots:
         nodes = _follow(template, slot.path)
@@ -172,7 +174,7 @@ def build_scatter_shape(parsed: ParsedStatement, text: str, names: Sequence[str]
     extras: list[Any] = []
     if page is not None:
         try:
-            first = page_values(page, values, _resolver(parsed))
+            first = page_values(page, values, _resolver(parsed, page_slots))
         except PaginationError:
             return None
         shard.set("offset", None)
@@ -180,13 +182,14 @@ def build_scatter_shape(parsed: ParsedStatement, text: str, names: Sequence[str]
                                        exp.Literal(this=TOTAL_MARKER, is_string=False)))
         extras = shard_params(dialect, page, first, keep_limit)
     elif not projections.changed and spliceable:
-        return ScatterShape(tuple(logic), len(values), merge, None, keep_limit, None, (), frozenset())
+        return ScatterShape(tuple(logic), len(values), merge, None, {}, keep_limit, None, (), frozenset())
     sql = rename_tables(shard, markers(logic)).sql(dialect)
     rendered, order = render_markers(sql, dialect, list(range(len(values) + len(extras))))
     split = split_markers(rendered, dialect, len(logic), frozenset(strings), len(parsed.literals))
     if split is None:
         return None
-    return ScatterShape(tuple(logic), len(values), merge, page, keep_limit, split, tuple(order), frozenset(strings))
+    return ScatterShape(tuple(logic), len(values), merge, page, page_slots, keep_limit, split, tuple(order),
+                        frozenset(strings))
 
 
 def scatter_units(shape: ScatterShape, parsed: ParsedStatement, values: tuple[Any, ...],
@@ -199,7 +202,7 @@ def scatter_units(shape: ScatterShape, parsed: ParsedStatement, values: tuple[An
     extras: list[Any] = []
     page = None
     if shape.page is not None:
-        page = page_values(shape.page, values, _resolver(parsed))
+        page = page_values(shape.page, values, _resolver(parsed, shape.page_slots))
         extras = shard_params(dialect, shape.page, page, shape.keep_limit)
     merge = scatter_merge(shape, page)
     all_values = values + tuple(extras) if extras else values

@@ -52,17 +52,29 @@ def _dedupe(nodes: Sequence[DataNode]) -> list[DataNode]:
 class Router:
     def __init__(self, rule: ShardingRuleLike) -> None:
         self.rule = rule
+        # Per logic table, the nodes of an unconstrained statement without a hint: every algorithm is left
+        # uncalled then (no sharding values), so the answer is the rule's alone, and the rule is immutable.
+        self._every: dict[str, list[DataNode]] = {}
 
     def ref_nodes(self, a: Analysis, ref: int, parsed: ParsedStatement | None, params: Sequence[Any],
                   hint: Hint | None) -> list[DataNode]:
-        table_rule = self.rule.table_rule(a.refs[ref].name)
+        name = a.refs[ref].name
+        table_rule = self.rule.table_rule(name)
         groups = evaluate(a.conditions.get(ref, ((),)), parsed, params)
         if groups is None:  # provably matches nothing: any one node answers that
             return [table_rule.data_nodes[0]]
-        nodes = table_rule.route(groups, hint)
+        if not groups and hint is None:
+            every = self._every.get(name)
+            if every is None:
+                every = self._every[name] = self._routed(table_rule.route(groups, None), table_rule.data_nodes)
+            return list(every)
+        return self._routed(table_rule.route(groups, hint), table_rule.data_nodes)
+
+    @staticmethod
+    def _routed(nodes: list[DataNode], data_nodes: Sequence[DataNode]) -> list[DataNode]:
         if len(nodes) > 1:
             nodes = _dedupe(nodes)
-        return nodes or [table_rule.data_nodes[0]]
+        return nodes or [data_nodes[0]]
 
     def route(self, a: Analysis, parsed: ParsedStatement | None, params: Sequence[Any], hint: Hint | None) -> Routing:
         rule = self.rule
