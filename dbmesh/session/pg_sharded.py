@@ -488,8 +488,8 @@ class ShardedPg:
             nf = len(param_formats)
             values = tuple(_decode_param(raw, 0 if nf == 0 else param_formats[0] if nf == 1 else param_formats[k],
                                          oids[k] if k < len(oids) else 0) for k, raw in enumerate(raw_params))
-        except (errors.DbMeshError, ValueError, ArithmeticError, IndexError, struct.error):
-            return False  # the worker reports it
+        except Exception:  # whatever it is, the worker decodes again and reports it
+            return False
         route = self._fast_route(st.sql, values)
         if route is None:
             return False
@@ -506,8 +506,8 @@ class ShardedPg:
         """The one unit of a point statement and the held connection that can run it now, or None."""
         try:
             plan = self.planner.plan(sql, values, hint=self.hint)
-        except errors.DbMeshError:
-            return None  # the worker plans again and reports it
+        except Exception:  # whatever it is, the worker plans again and reports it
+            return None
         if len(plan.units) != 1 or plan.merge is not None:
             return None
         unit = plan.units[0]
