@@ -5,8 +5,12 @@ Fast path. Everything that depends only on a statement's shape (kind, tables, wh
 feed which sharding condition, INSERT rows, where the logic table names sit in the text) is analysed once per
 parse-cache template and kept. A repeated statement then costs the parse cache lookup, the evaluation of a few
 slots, the rule's routing, and, when no tree rewrite is needed (one unit; or DML/DDL/plain SELECT fanned out),
-a splice of actual table names into the client's own text. Statements that need derived columns, LIMIT rewriting,
-INSERT splitting or generated keys are rewritten on sqlglot trees and generated.
+a splice of actual table names into the client's own text. A multi-node SELECT that needs derived columns or
+LIMIT rewriting keeps its whole rewrite per shape when its literals allow it (rewrite/scatter.py): the merge facts
+and the shard SQL with holes for table names, literals and the shard LIMIT, filled per statement. Other statements
+(INSERT splitting, generated keys, shapes outside what scatter proves) are rewritten on sqlglot trees, generated
+once for all units when they rename the same tables (rewrite/template.py), else once per unit. Statements with
+parameter values also keep their marked text and parse per exact text.
 
 >>> from dbmesh.config import load_config
 >>> from dbmesh.sharding.rule import sharding_rule_for
