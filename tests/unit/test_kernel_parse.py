@@ -10,7 +10,6 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
-from sqlglot.tokenizer_core import TokenType
 
 from dbmesh.errors import ProtocolError
 from dbmesh.kernel import parse as parse_module
@@ -743,7 +742,7 @@ def test_module_doctests() -> None:
     assert result.failed == 0
 
 
-_SOUP = st.lists(st.sampled_from(list("ab_xEe01259 .,;()=*+-/#$?@&`'\"\\\n€é") + ["--", "/*", "*/", "0x"]),
+_SOUP = st.lists(st.sampled_from([*list("ab_xEe01259 .,;()=*+-/#$?@&`'\"\\\n€é"), "--", "/*", "*/", "0x"]),
                  max_size=30).map("".join)
 
 
