@@ -159,10 +159,7 @@ def build_scatter_shape(parsed: ParsedStatement, text: str, names: Sequence[str]
         projections = plan_projections(template, dialect, names, values)
     except DbMeshError:
         return None
-    having = projections.having
-    if having is not None and any(param_index(n) is not None or isinstance(n, exp.Placeholder)
-                                  for n in having.walk()):
-        return None
+    having = projections.having  # holds no slot or parameter (checked above): the same for every statement
     keep_limit = not projections.grouped and not (projections.distinct and projections.derived)
     merge = {
         "visible": projections.visible, "order_by": projections.order_by, "group_by": projections.group_by,
