@@ -29,6 +29,7 @@ from dbmesh._wire.mysql_framing import (
     PacketReader,
     build_packet,
     lenenc_int,
+    read_lenenc,
 )
 from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
 from dbmesh.config import Database, DataSource
@@ -225,14 +226,7 @@ class MySQLShardCursor:
 
 
 def _lenenc_value(p: bytes) -> int:
-    first = p[0]
-    if first < 0xFB:
-        return first
-    if first == 0xFC:
-        return int(struct.unpack_from("<H", p, 1)[0])
-    if first == 0xFD:
-        return int.from_bytes(p[1:4], "little")
-    return int(struct.unpack_from("<Q", p, 1)[0])
+    return int(read_lenenc(p, 0)[0])
 
 
 class ShardedMySQL:
@@ -256,6 +250,8 @@ class ShardedMySQL:
         self.prepared: dict[bytes, _Prepared] = {}
         self.current_sql = ""
         self.savepoints = SavepointStack()
+        # A plan try_fast() made for the statement it then left to the general path (same text object).
+        self._planned: tuple[str, Plan] | None = None
         self._next_stmt = 0
 
     # -- status ------------------------------------------------------------------------------------------------
@@ -446,7 +442,8 @@ class ShardedMySQL:
                 self.session.vars[k] = v
             self._send_ok(0, 0, b"")
             return
-        plan = self.planner.plan(sql, hint=self.hint)
+        planned, self._planned = self._planned, None
+        plan = planned[1] if planned is not None and planned[0] is sql else self.planner.plan(sql, hint=self.hint)
         if not self.autocommit and not self.txn_open and plan.kind != "other":
             self._open_transaction("BEGIN")
         await self.execute(plan)
@@ -467,14 +464,17 @@ class ShardedMySQL:
             return False  # the general path plans again and reports the error
         units = plan.units
         if len(units) != 1 or plan.merge is not None or plan.generated_keys:
+            self._planned = (sql, plan)  # the general path runs it without planning again
             return False
         unit = units[0]
         lease = self.leases.get(unit.data_source)
         if lease is None:
+            self._planned = (sql, plan)
             return False
         conn = lease.conn
         if conn is None or conn.broken or conn.busy or conn.vars != self.session.vars or \
                 conn.schema != lease.ds.database or (self.txn_open and unit.data_source not in self.joined):
+            self._planned = (sql, plan)
             return False
         lease.reclaimable = False
         self.current_sql = sql
@@ -1035,43 +1035,31 @@ def _rename_column(payload: bytes, tables: dict[str, str], schema: str, name: st
     if table == col.table and org_table == col.org_table and (name is None or name == col.name) and (
             not col.schema or col.schema == schema):
         return payload
-    pos = 0
-    fields = []
-    for _ in range(6):
-        n, width = _lenenc_at(payload, pos)
-        fields.append(payload[pos + width:pos + width + n])
-        pos += width + n
-    fields[2] = table.encode()
-    fields[3] = org_table.encode()
+    changes = {2: table, 3: org_table}
     if name is not None:
-        fields[4] = name.encode()
+        changes[4] = name
     if col.schema:
-        fields[1] = schema.encode()
-    return b"".join(lenenc_bytes(f) for f in fields) + payload[pos:]
+        changes[1] = schema
+    return _replace_names(payload, changes)
 
 
 def _rename_field(payload: bytes, index: int, value: str) -> bytes:
     """A column definition with one of its six leading strings (catalog, schema, table, org_table, name,
     org_name) replaced."""
+    return _replace_names(payload, {index: value})
+
+
+def _replace_names(payload: bytes, changes: dict[int, str]) -> bytes:
+    """Replace some of a column definition's six leading strings by index; the rest is kept byte for byte."""
     pos = 0
     fields = []
     for _ in range(6):
-        n, width = _lenenc_at(payload, pos)
-        fields.append(payload[pos + width:pos + width + n])
-        pos += width + n
-    fields[index] = value.encode()
+        n, start = read_lenenc(payload, pos)
+        fields.append(payload[start:start + n])
+        pos = start + n
+    for index, value in changes.items():
+        fields[index] = value.encode()
     return b"".join(lenenc_bytes(f) for f in fields) + payload[pos:]
-
-
-def _lenenc_at(p: bytes, pos: int) -> tuple[int, int]:
-    first = p[pos]
-    if first < 0xFB:
-        return first, 1
-    if first == 0xFC:
-        return int.from_bytes(p[pos + 1:pos + 3], "little"), 3
-    if first == 0xFD:
-        return int.from_bytes(p[pos + 1:pos + 4], "little"), 4
-    return int.from_bytes(p[pos + 1:pos + 9], "little"), 9
 
 
 def _forwarder(owner: ShardedMySQL, unit: RouteUnit) -> Callable[[bytes], None]:

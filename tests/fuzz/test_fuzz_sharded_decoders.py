@@ -99,6 +99,19 @@ def test_truncated_parameters_are_a_protocol_error(cut: int) -> None:
         decode_params(payload[:-cut], 2, None)
 
 
+def _feed_in_chunks(splitter: Any, data: bytes, cuts: list[int]) -> list[bytes]:
+    """Feed `data` in chunks of the sizes `cuts` cycles through; the records that came out, in order."""
+    out: list[bytes] = []
+    pos = 0
+    i = 0
+    while pos < len(data):
+        step = cuts[i % len(cuts)]
+        out += splitter.feed(data[pos:pos + step])
+        pos += step
+        i += 1
+    return out
+
+
 def _csv_field(value: str | None) -> str:
     if value is None:
         return ""
@@ -115,14 +128,7 @@ def test_copy_csv_records_survive_any_chunking(rows: list[list[str | None]], cut
     records = [(",".join(_csv_field(v) for v in row) + "\n").encode() for row in rows]
     data = b"".join(records)
     splitter = _RecordSplitter(csv_format=True)
-    out: list[bytes] = []
-    pos = 0
-    i = 0
-    while pos < len(data):
-        step = cuts[i % len(cuts)]
-        out += splitter.feed(data[pos:pos + step])
-        pos += step
-        i += 1
+    out = _feed_in_chunks(splitter, data, cuts)
     rest = splitter.finish()
     if rest is not None:
         out.append(rest)
@@ -144,14 +150,7 @@ def test_copy_text_records_survive_any_chunking(rows: list[list[str | None]], cu
     records = [("\t".join(escape(v) for v in row) + "\n").encode() for row in rows]
     data = b"".join(records)
     splitter = _RecordSplitter(csv_format=False)
-    out: list[bytes] = []
-    pos = 0
-    i = 0
-    while pos < len(data):
-        step = cuts[i % len(cuts)]
-        out += splitter.feed(data[pos:pos + step])
-        pos += step
-        i += 1
+    out = _feed_in_chunks(splitter, data, cuts)
     assert splitter.finish() is None
     assert out == records
     for record, row in zip(out, rows, strict=True):
