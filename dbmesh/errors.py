@@ -131,6 +131,28 @@ MERGE_LIMIT_EXCEEDED = _entry(
 KEY_GENERATE_FAILED = _entry(
     "DBM-1508", "key generator {generator} failed: {detail}", 1105, "HY000", "XX000",
     "A key generator could not produce a key (the clock moved backwards beyond the tolerated offset).")
+# Governance: traffic rules, compute-node and cluster states, the registry. MySQL numbers 30001+ are dbmesh's own
+# (HY000, as the clients expect for a vendor error); read-only keeps MySQL's own 1290 so frameworks that
+# recognise --read-only refusals recognise this one.
+CIRCUIT_OPEN = _entry(
+    "DBM-1601", "circuit breaker for data source '{data_source}' is open ({detail}); retry after {retry_ms} ms",
+    30001, "HY000", "57P03",
+    "A circuit breaker tripped for the data source the statement needs; statements fail fast until a probe succeeds.")
+RATE_LIMITED = _entry(
+    "DBM-1602", "rate limit exceeded for {resource}: {detail}", 30002, "HY000", "53400",
+    "A flow rule (QPS or concurrency) of the traffic rules rejected the statement.")
+COMPUTE_NODE_DISABLED = _entry(
+    "DBM-1603", "compute node '{node}' is disabled by an operator; connect to another dbmesh", 30003, "HY000", "57P03",
+    "DISABLE COMPUTE NODE put this dbmesh out of service: every statement is refused until it is enabled again.")
+CLUSTER_READ_ONLY = _entry(
+    "DBM-1604", "the cluster is READ_ONLY: {statement} is refused", 1290, "HY000", "25006",
+    "The cluster state is READ_ONLY, so statements that write are refused on every compute node.")
+CLUSTER_UNAVAILABLE = _entry(
+    "DBM-1605", "the cluster is UNAVAILABLE: statements are refused until an operator sets it back to OK", 30005,
+    "HY000", "57P03", "The cluster state is UNAVAILABLE.")
+GOVERNANCE_FAILED = _entry(
+    "DBM-1606", "governance registry: {detail}", 30006, "HY000", "58000",
+    "A change through the registry could not be made (ZooKeeper unreachable, a conflicting change, no such node).")
 # Configuration.
 CONFIG_INVALID = _entry(
     "DBM-1401", "{file}: {key}: {detail}", 1105, "HY000", "F0000",

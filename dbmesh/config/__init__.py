@@ -17,6 +17,8 @@ from dbmesh.config.loader import (
     RuleContext,
     RuleValidator,
     load_config,
+    load_config_files,
+    read_config_files,
 )
 from dbmesh.config.models import (
     Config,
@@ -59,5 +61,7 @@ __all__ = [
     "User",
     "ZooKeeperProps",
     "load_config",
+    "load_config_files",
     "parse_url",
+    "read_config_files",
 ]

@@ -56,6 +56,8 @@ from dbmesh.sharding import rule as sharding_rule
 GLOBAL_FILE = "global.yaml"
 DATABASE_FILE_RE = re.compile(r"^database-(?P<name>.+)\.ya?ml$")
 WHOLE_FILE = "(file)"  # the key used for errors about a file as a whole
+# Keys of global.yaml that belong to one process, never to a shared registry copy.
+LOCAL_GLOBAL_KEYS = ("mode", "dbmesh")
 
 # ShardingSphere's default login when global.yaml defines no users.
 DEFAULT_USER = User(name="root", host="%", password="root")
@@ -192,13 +194,20 @@ class _Document:
         return ConfigError(self.file, _key(loc), f"{detail} (line {line})" if line else detail)
 
 
-def _read_yaml(path: Path) -> _Document:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(path.name, WHOLE_FILE, f"cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(path.name, WHOLE_FILE, f"the file is not UTF-8: {exc.reason} at byte {exc.start}") from None
+
+
+def _read_yaml(path: Path) -> _Document:
+    return _parse_yaml(path.name, _read_text(path))
+
+
+def _parse_yaml(name: str, text: str) -> _Document:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -207,12 +216,12 @@ def _read_yaml(path: Path) -> _Document:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else WHOLE_FILE
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or str(exc)
-        raise ConfigError(path.name, where, f"invalid YAML: {problem}") from None
+        raise ConfigError(name, where, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(path.name, WHOLE_FILE, f"invalid YAML: {exc}") from None
+        raise ConfigError(name, WHOLE_FILE, f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()  # type: ignore[no-untyped-call,unused-ignore]
-    return _Document(path.name, data, node)
+    return _Document(name, data, node)
 
 
 # -------------------------------------------------------------------------------------- pydantic errors
@@ -528,13 +537,25 @@ def _load_server(g: YamlGlobal, props: Mapping[str, Any], doc: _Document, base_d
     )
 
 
-def _load_global(base_dir: Path) -> dict[str, Any]:
-    """The Config fields that come from global.yaml (all defaults when the file is absent or empty)."""
-    path = base_dir / GLOBAL_FILE
-    doc = _read_yaml(path) if path.is_file() else _Document(GLOBAL_FILE, None, None)
+def _global_mapping(doc: _Document) -> dict[str, Any]:
     data = {} if doc.data is None else doc.data
     if not isinstance(data, dict):
         raise doc.error((), f"the top level must be a mapping of keys (mode, authority, props, dbmesh, ...), got {type(data).__name__}")
+    return data
+
+
+def _load_global(base_dir: Path, text: str | None, local_text: str | None) -> dict[str, Any]:
+    """The Config fields that come from global.yaml (all defaults when the file is absent or empty).
+
+    `local_text`, when given, is this process's own global.yaml: its `mode:` and `dbmesh:` blocks (how to reach
+    the registry, where to listen, TLS files) win over the shared text's, which may come from another host.
+    """
+    doc = _parse_yaml(GLOBAL_FILE, text) if text is not None else _Document(GLOBAL_FILE, None, None)
+    data = _global_mapping(doc)
+    if local_text is not None:
+        local = _global_mapping(_parse_yaml(GLOBAL_FILE, local_text))
+        data = {k: v for k, v in data.items() if k not in LOCAL_GLOBAL_KEYS}
+        data.update({k: v for k, v in local.items() if k in LOCAL_GLOBAL_KEYS})
     g: YamlGlobal = _validate(YamlGlobal, data, doc)
     props = _load_props(g.props, doc)
 
@@ -607,8 +628,8 @@ def _load_data_source(name: str, ds: YamlDataSource, doc: _Document) -> DataSour
     )
 
 
-def _load_database(path: Path) -> Database:
-    doc = _read_yaml(path)
+def _load_database(name: str, text: str) -> Database:
+    doc = _parse_yaml(name, text)
     if doc.data is None:
         raise doc.error((), "the file is empty; expected databaseName, dataSources and rules")
     if not isinstance(doc.data, dict):
@@ -637,6 +658,19 @@ def _database_files(base_dir: Path) -> Iterator[Path]:
             yield path
 
 
+def read_config_files(path: Path | str) -> dict[str, str]:
+    """The texts of a configuration directory's files (global.yaml first when present), by file name."""
+    base_dir = Path(path).expanduser()
+    if not base_dir.is_dir():
+        raise ConfigError(str(path), "(directory)", "not a directory (expected global.yaml and database-<name>.yaml files)")
+    files: dict[str, str] = {}
+    if (base_dir / GLOBAL_FILE).is_file():
+        files[GLOBAL_FILE] = _read_text(base_dir / GLOBAL_FILE)
+    for file in _database_files(base_dir):
+        files[file.name] = _read_text(file)
+    return files
+
+
 # -------------------------------------------------------------------------------------------------- API
 
 
@@ -647,16 +681,30 @@ def load_config(path: Path | str) -> Config:
     >>> cfg.databases["demo"].default_data_source.port, cfg.server.mysql.port
     (3306, 3307)
     """
-    base_dir = Path(path).expanduser()
-    if not base_dir.is_dir():
-        raise ConfigError(str(path), "(directory)", "not a directory (expected global.yaml and database-<name>.yaml files)")
-    base_dir = base_dir.resolve()
-    fields = _load_global(base_dir)
+    files = read_config_files(path)
+    return load_config_files(files, Path(path).expanduser().resolve())
+
+
+def load_config_files(files: Mapping[str, str], source_dir: Path | str, local_global: str | None = None) -> Config:
+    """Load a configuration given as file texts (`global.yaml`, `database-<name>.yaml`) into a frozen Config.
+
+    This is how a registry's copy is loaded: relative paths resolve against `source_dir`, and `local_global`
+    (this process's own global.yaml) supplies the `mode:` and `dbmesh:` blocks. Unknown file names are an error.
+
+    >>> cfg = load_config_files({"database-a.yaml": "databaseName: a\\ndataSources: {ds: {url: 'mysql://u@h/d'}}"}, "/")
+    >>> list(cfg.databases), cfg.databases["a"].default_data_source.host
+    (['a'], 'h')
+    """
+    base_dir = Path(source_dir)
+    for name in files:
+        if name != GLOBAL_FILE and not DATABASE_FILE_RE.match(name):
+            raise ConfigError(name, WHOLE_FILE, "not a configuration file name (global.yaml or database-<name>.yaml)")
+    fields = _load_global(base_dir, files.get(GLOBAL_FILE), local_global)
     databases: dict[str, Database] = {}
-    for file in _database_files(base_dir):
-        database = _load_database(file)
+    for name in sorted(n for n in files if n != GLOBAL_FILE):
+        database = _load_database(name, files[name])
         if database.name in databases:
-            raise ConfigError(file.name, "databaseName",
+            raise ConfigError(name, "databaseName",
                               f"database {database.name!r} is already defined in {databases[database.name].file}")
         databases[database.name] = database
     # The database's sharding rules together, with the real props: validates what no single rule can show
