@@ -544,11 +544,13 @@ def _global_mapping(doc: _Document) -> dict[str, Any]:
     return data
 
 
-def _load_global(base_dir: Path, text: str | None, local_text: str | None) -> dict[str, Any]:
+def _load_global(base_dir: Path, text: str | None, local_text: str | None,
+                 props_override: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Config fields that come from global.yaml (all defaults when the file is absent or empty).
 
     `local_text`, when given, is this process's own global.yaml: its `mode:` and `dbmesh:` blocks (how to reach
     the registry, where to listen, TLS files) win over the shared text's, which may come from another host.
+    `props_override`, when given, replaces the text's `props:` block (a registry keeps props as an item of their own).
     """
     doc = _parse_yaml(GLOBAL_FILE, text) if text is not None else _Document(GLOBAL_FILE, None, None)
     data = _global_mapping(doc)
@@ -556,6 +558,8 @@ def _load_global(base_dir: Path, text: str | None, local_text: str | None) -> di
         local = _global_mapping(_parse_yaml(GLOBAL_FILE, local_text))
         data = {k: v for k, v in data.items() if k not in LOCAL_GLOBAL_KEYS}
         data.update({k: v for k, v in local.items() if k in LOCAL_GLOBAL_KEYS})
+    if props_override is not None:
+        data = {**data, "props": dict(props_override)}
     g: YamlGlobal = _validate(YamlGlobal, data, doc)
     props = _load_props(g.props, doc)
 
@@ -685,11 +689,13 @@ def load_config(path: Path | str) -> Config:
     return load_config_files(files, Path(path).expanduser().resolve())
 
 
-def load_config_files(files: Mapping[str, str], source_dir: Path | str, local_global: str | None = None) -> Config:
+def load_config_files(files: Mapping[str, str], source_dir: Path | str, local_global: str | None = None,
+                      props: Mapping[str, Any] | None = None) -> Config:
     """Load a configuration given as file texts (`global.yaml`, `database-<name>.yaml`) into a frozen Config.
 
     This is how a registry's copy is loaded: relative paths resolve against `source_dir`, and `local_global`
-    (this process's own global.yaml) supplies the `mode:` and `dbmesh:` blocks. Unknown file names are an error.
+    (this process's own global.yaml) supplies the `mode:` and `dbmesh:` blocks; `props`, when given, replaces
+    global.yaml's `props:` block before validation (the registry keeps props apart). Unknown file names are an error.
 
     >>> cfg = load_config_files({"database-a.yaml": "databaseName: a\\ndataSources: {ds: {url: 'mysql://u@h/d'}}"}, "/")
     >>> list(cfg.databases), cfg.databases["a"].default_data_source.host
@@ -699,7 +705,7 @@ def load_config_files(files: Mapping[str, str], source_dir: Path | str, local_gl
     for name in files:
         if name != GLOBAL_FILE and not DATABASE_FILE_RE.match(name):
             raise ConfigError(name, WHOLE_FILE, "not a configuration file name (global.yaml or database-<name>.yaml)")
-    fields = _load_global(base_dir, files.get(GLOBAL_FILE), local_global)
+    fields = _load_global(base_dir, files.get(GLOBAL_FILE), local_global, props)
     databases: dict[str, Database] = {}
     for name in sorted(n for n in files if n != GLOBAL_FILE):
         database = _load_database(name, files[name])

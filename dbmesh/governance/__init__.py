@@ -1,0 +1,1 @@
+"""Cluster-mode governance: the ZooKeeper registry, its znode layout, config snapshots, the runtime bridge."""
