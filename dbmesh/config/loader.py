@@ -100,11 +100,19 @@ def _validate_transaction(rule: Rule, ctx: RuleContext) -> None:
                           f"transaction type {default_type!r} is not supported by this version of dbmesh (only LOCAL)")
 
 
+def _validate_traffic(rule: Rule, ctx: RuleContext) -> None:
+    """!TRAFFIC: circuit breakers and flow rules (imported here, not at the top: dbmesh.traffic uses the models)."""
+    from dbmesh.traffic.rules import validate_traffic_rule
+
+    validate_traffic_rule(rule, ctx)
+
+
 # Global rule kinds (global.yaml `rules:` or the 5.2+ top-level keys), kind -> validator. AUTHORITY is not
 # here: it is folded into `authority:` by the loader.
 GLOBAL_RULE_VALIDATORS: dict[str, RuleValidator] = {
     "SQL_PARSER": _accept,  # parser cache sizes only; dbmesh has its own parser caches
     "TRANSACTION": _validate_transaction,
+    "TRAFFIC": _validate_traffic,
 }
 
 

@@ -6,6 +6,8 @@ Every ``Metrics`` gets its own ``CollectorRegistry`` unless one is passed in: se
 Label cardinality is bounded by configuration, never by traffic: ``database`` and ``data_source`` are configured
 names, ``type`` is a statement kind from a fixed set chosen by the caller (``select``, ``insert``, ...), ``code``
 is a catalogue id from :mod:`dbmesh.errors`. Callers must not pass SQL text or client addresses as labels.
+``resource`` is a traffic rule's resource (``sharding_db.ds_0``, ``table:t_order``, ``user:app``, ``digest:<hex>``):
+configured, so bounded by configuration too. ``to`` and ``state`` come from fixed sets of state names.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ POOL_WAIT_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0,
 )
+
+# ShardingSphere's cluster states; every one gets a dbmesh_cluster_state series once a state is set.
+CLUSTER_STATES: tuple[str, ...] = ("OK", "READ_ONLY", "UNAVAILABLE")
 
 # The exposition format generate_latest() writes; the admin endpoint sends it as Content-Type.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -106,12 +111,24 @@ class Metrics:
         "_backend_children",
         "_backend_connect_errors",
         "_backend_connections",
+        "_breaker_state",
+        "_breaker_transitions",
         "_client_children",
         "_client_connections",
         "_client_connections_accepted",
+        "_cluster_state",
+        "_cluster_states_seen",
+        "_compute_node_disabled",
+        "_config_applied",
+        "_config_errors",
+        "_config_version",
         "_errors",
         "_pool_timeouts",
         "_pool_wait",
+        "_rate_children",
+        "_rate_passed",
+        "_rate_queued",
+        "_rate_rejected",
         "_statement_stats",
         "registry",
     )
@@ -143,11 +160,40 @@ class Metrics:
         self._backend_connect_errors = Counter(
             "dbmesh_backend_connect_errors_total", "Failed attempts to open a data source connection.",
             ("data_source",), registry=r)
+        self._breaker_state = Gauge(
+            "dbmesh_circuit_breaker_state", "State of a circuit breaker: 0 closed, 1 open, 2 half-open.",
+            ("resource",), registry=r)
+        self._breaker_transitions = Counter(
+            "dbmesh_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.",
+            ("resource", "to"), registry=r)
+        self._rate_passed = Counter(
+            "dbmesh_rate_limit_passed_total", "Statements a flow rule let through (at once or after waiting).",
+            ("resource",), registry=r)
+        self._rate_rejected = Counter(
+            "dbmesh_rate_limit_rejected_total", "Statements a flow rule refused (including waits that ran out).",
+            ("resource",), registry=r)
+        self._rate_queued = Counter(
+            "dbmesh_rate_limit_queued_total", "Statements a flow rule made wait.", ("resource",), registry=r)
+        self._config_version = Gauge(
+            "dbmesh_config_version", "Version of the configuration in use (the registry's; 0 when standalone).",
+            registry=r)
+        self._config_errors = Counter(
+            "dbmesh_config_errors_total", "Configuration changes that were refused because they did not load.",
+            registry=r)
+        self._config_applied = Counter(
+            "dbmesh_config_applied_total", "Configuration changes applied since start.", registry=r)
+        self._cluster_state = Gauge(
+            "dbmesh_cluster_state", "1 for the cluster's current state (OK, READ_ONLY, UNAVAILABLE), 0 for the others.",
+            ("state",), registry=r)
+        self._compute_node_disabled = Gauge(
+            "dbmesh_compute_node_disabled", "1 while an operator has disabled this compute node, else 0.", registry=r)
         build_info = Gauge("dbmesh_build_info", "Always 1; the labels carry the dbmesh build.", ("version",), registry=r)
         build_info.labels(__version__).set(1)
 
         self._client_children: dict[str, tuple[Gauge, Counter]] = {}
         self._backend_children: dict[str, tuple[Gauge, Gauge]] = {}
+        self._rate_children: dict[str, tuple[Counter, Counter, Counter]] = {}
+        self._cluster_states_seen: set[str] = set(CLUSTER_STATES)
 
     # -- statements (hot path) ------------------------------------------------------------------------------------
 
@@ -218,6 +264,65 @@ class Metrics:
 
     def backend_connect_error(self, data_source: str) -> None:
         self._backend_connect_errors.labels(data_source).inc()
+
+    # -- traffic governance ---------------------------------------------------------------------------------------
+
+    def circuit_breaker_state(self, resource: str, state: int) -> None:
+        """Set a breaker's state gauge (0 closed, 1 open, 2 half-open)."""
+        self._breaker_state.labels(resource).set(state)
+
+    def circuit_breaker_transition(self, resource: str, to: str, state: int) -> None:
+        """Count a breaker's change to state `to` (``CLOSED``, ``OPEN``, ``HALF_OPEN``) and set its gauge."""
+        self._breaker_transitions.labels(resource, to).inc()
+        self._breaker_state.labels(resource).set(state)
+
+    def circuit_breaker_removed(self, resource: str) -> None:
+        """Drop a breaker's state gauge when its rule is gone, so no stale state is exported (counters stay)."""
+        try:
+            self._breaker_state.remove(resource)
+        except KeyError:
+            pass
+
+    def rate_limit_counters(self, resource: str) -> tuple[Counter, Counter, Counter]:
+        """The (passed, rejected, queued) counter children of a flow rule's resource, created at 0; the limiter
+        keeps them and calls inc(). The same triple is returned on every call, so a rebuilt limiter counts on."""
+        children = self._rate_children.get(resource)
+        if children is None:
+            children = (self._rate_passed.labels(resource), self._rate_rejected.labels(resource),
+                        self._rate_queued.labels(resource))
+            self._rate_children[resource] = children
+        return children
+
+    def rate_limit_passed(self, resource: str) -> None:
+        self.rate_limit_counters(resource)[0].inc()
+
+    def rate_limit_rejected(self, resource: str) -> None:
+        self.rate_limit_counters(resource)[1].inc()
+
+    def rate_limit_queued(self, resource: str) -> None:
+        self.rate_limit_counters(resource)[2].inc()
+
+    # -- configuration and cluster governance ---------------------------------------------------------------------
+
+    def config_version(self, version: int) -> None:
+        self._config_version.set(version)
+
+    def config_error(self) -> None:
+        """Count a configuration change that was refused."""
+        self._config_errors.inc()
+
+    def config_applied(self) -> None:
+        """Count a configuration change that was applied."""
+        self._config_applied.inc()
+
+    def cluster_state(self, state: str) -> None:
+        """Make `state` the current cluster state: its series 1, every state seen before 0."""
+        self._cluster_states_seen.add(state)
+        for seen in self._cluster_states_seen:
+            self._cluster_state.labels(seen).set(1 if seen == state else 0)
+
+    def compute_node_disabled(self, disabled: bool) -> None:
+        self._compute_node_disabled.set(1 if disabled else 0)
 
     # -- exposition -----------------------------------------------------------------------------------------------
 
