@@ -41,6 +41,27 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# The worker id the registry reserved for this process (Cluster mode), None otherwise. ShardingSphere's cluster mode
+# takes a Snowflake generator's worker id from the registry the same way, so that no two live instances share one.
+_instance_worker_id: int | None = None
+
+
+def set_instance_worker_id(worker_id: int | None) -> None:
+    """Make every SNOWFLAKE generator use `worker_id` instead of its `worker-id` prop (None: the prop again).
+
+    Called by the cluster governor on the event loop thread with the id it reserved in the registry.
+    """
+    global _instance_worker_id
+    if worker_id is not None and not 0 <= worker_id <= MAX_WORKER_ID:
+        raise ValueError(f"worker id {worker_id} is outside 0..{MAX_WORKER_ID}")
+    _instance_worker_id = worker_id
+
+
+def instance_worker_id() -> int | None:
+    """The worker id set by `set_instance_worker_id`, if any."""
+    return _instance_worker_id
+
+
 class KeyGenerator:
     """Root of the key generators; `TYPE` is ShardingSphere's type name."""
 
@@ -68,7 +89,7 @@ class SnowflakeKeyGenerator(KeyGenerator):
                  clock_ms: Callable[[], int] = _wall_clock_ms, sleep: Callable[[float], None] = time.sleep,
                  epoch_ms: int | None = None) -> None:
         super().__init__(props, file=file, path=path)
-        self.worker_id = self.props.integer("worker-id", 0, bits=64, minimum=0, maximum=MAX_WORKER_ID)
+        self.configured_worker_id = self.props.integer("worker-id", 0, bits=64, minimum=0, maximum=MAX_WORKER_ID)
         self.max_vibration_offset = self.props.integer("max-vibration-offset", 1, minimum=0, maximum=SEQUENCE_MASK)
         self.max_tolerate_ms = self.props.integer("max-tolerate-time-difference-milliseconds", 10, minimum=0)
         self.epoch_ms = jvm_epoch_ms() if epoch_ms is None else epoch_ms
@@ -77,6 +98,11 @@ class SnowflakeKeyGenerator(KeyGenerator):
         self._last_ms = -1
         self._sequence = 0
         self._sequence_offset = -1  # the first new millisecond starts at offset 0
+
+    @property
+    def worker_id(self) -> int:
+        """The registry's worker id for this process when there is one, else the `worker-id` prop."""
+        return self.configured_worker_id if _instance_worker_id is None else _instance_worker_id
 
     def generate_key(self) -> JNumber:
         now = self._clock()

@@ -146,6 +146,22 @@ def test_real_clock_keys_increase() -> None:
     assert all(split(k)[1] == 7 for k in keys)
 
 
+def test_instance_worker_id_from_the_registry_wins_over_the_prop() -> None:
+    gen, _ = make([5, 5, 6, 7], **{"worker-id": 3})
+    try:
+        keygen.set_instance_worker_id(517)
+        assert keygen.instance_worker_id() == 517
+        assert [split(next_key(gen))[1] for _ in range(2)] == [517, 517]  # also for generators made before
+        other, _ = make([9], **{"worker-id": 1})
+        assert split(next_key(other))[1] == 517
+    finally:
+        keygen.set_instance_worker_id(None)
+    assert split(next_key(gen))[1] == 3 and gen.configured_worker_id == 3
+    with pytest.raises(ValueError):
+        keygen.set_instance_worker_id(1024)
+    assert keygen.instance_worker_id() is None
+
+
 def test_uuid_format() -> None:
     gen = UuidKeyGenerator({})
     keys = {gen.generate_key() for _ in range(1000)}
