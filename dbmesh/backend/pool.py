@@ -77,6 +77,9 @@ class Pool(Generic[C]):
         self._idle_gauge, self._busy_gauge = metrics.backend_gauges(data_source.name)
         self._maintenance: asyncio.Task[None] | None = None
         self.closing = False
+        # A new configuration no longer names this data source as it was: no new statement leases from us, so
+        # connections close as they come back (statements that started under the old rules still finish).
+        self.retired = False
 
     @property
     def total(self) -> int:
@@ -231,7 +234,8 @@ class Pool(Generic[C]):
         """Return a connection. Broken, dirty, busy or expired connections are closed instead."""
         self._busy_gauge.dec()
         conn.last_used = time.monotonic()
-        if conn.broken or conn.closed or conn.busy or conn.dirty or self.closing or self._expired(conn, conn.last_used):
+        if conn.broken or conn.closed or conn.busy or conn.dirty or self.closing or self._expired(conn, conn.last_used) \
+                or (self.retired and not self._waiters):
             self._discard(conn)
             return
         if self._hand_over(conn):
@@ -268,6 +272,8 @@ class Pool(Generic[C]):
         interval = max(0.5, min(self.settings.health_check_interval_s, self.settings.idle_timeout_s) / 2)
         while not self.closing:
             await asyncio.sleep(interval)
+            if self.retired and self._total == 0:
+                return
             now = time.monotonic()
             keep = self.settings.min_size
             for conn in list(self._idle):
@@ -293,6 +299,26 @@ class Pool(Generic[C]):
                     else:
                         self._idle.append(conn)
                         self._idle_gauge.inc()
+
+    def retire(self) -> None:
+        """Drain for a configuration change: close idle connections now, leased ones when they are released.
+
+        Waiters already queued (statements that began under the old configuration) are still served; the pool is
+        unreachable for new statements because the runtime dropped it.
+        """
+        self.retired = True
+        while self._idle:
+            conn = self._idle.pop()
+            self._idle_gauge.dec()
+            conn.quit()
+            self._total -= 1
+        for holder in list(self._holders.values()):
+            # Sticky connections of idle sessions go back now (they would only come back at their next statement).
+            if holder.reclaimable:
+                surrendered = holder.surrender()
+                if surrendered is not None:
+                    self.discard(surrendered)
+        self._holders.clear()
 
     async def close(self) -> None:
         self.closing = True

@@ -1,4 +1,4 @@
-"""The running server: config snapshot, pools, listeners, admin HTTP, TLS, and graceful shutdown."""
+"""The running server: config snapshot and its live replacement, pools, listeners, admin HTTP, TLS, shutdown."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import secrets
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dbmesh import errors
@@ -27,8 +27,10 @@ from dbmesh.server.mysql_frontend import MySQLFrontend
 from dbmesh.server.pg_frontend import PgFrontend
 from dbmesh.server.tls import server_context
 from dbmesh.session.pg_session import PgSession
+from dbmesh.traffic.governor import TrafficGovernor
 
 if TYPE_CHECKING:
+    from dbmesh.governance.cluster import ClusterGovernor
     from dbmesh.sharding.rule import ShardingRule
 
 log = logging.getLogger("dbmesh.server")
@@ -65,6 +67,19 @@ class Runtime:
         self._servers: list[asyncio.Server] = []
         self.started_at = time.time()
         self._parse_caches: dict[str, ParseCache] = {}
+        # Live governance. Sessions compare `generation` with the one they last saw before each statement and pick
+        # up a new snapshot between transactions; `guarded` is true while any statement gate (a disabled node, a
+        # cluster state other than OK, traffic rules) applies, so the common path checks one attribute.
+        self.generation = 0
+        self.config_version = 0
+        self.config_error: str | None = None
+        self.node_state = "OK"
+        self.cluster_state = "OK"
+        self.governor: ClusterGovernor | None = None
+        self.traffic: TrafficGovernor | None = TrafficGovernor.build(config, self.metrics, None)
+        self.guarded = False
+        self._update_guard()
+        self.config_files: dict[str, str] | None = None  # the texts this process loaded (standalone SET DIST VARIABLE)
 
     def parse_cache(self, dialect: str) -> ParseCache:
         """The process-wide statement-shape cache of one SQL dialect (shared by every sharded session)."""
@@ -80,6 +95,80 @@ class Runtime:
         from dbmesh.sharding.rule import sharding_rule_for
 
         return sharding_rule_for(self.config, database)
+
+    # -- live configuration and states (called on the event loop thread) -----------------------------------------
+
+    def apply_config(self, config: Config, version: int = 0) -> None:
+        """Swap in a new snapshot: new statements see it; running ones finish under the one they started with.
+
+        Pools of data sources that were removed or changed are retired (they drain and close); pools of new ones
+        open on first use. Listener, TLS and mode settings are read at start only.
+        """
+        old = self.config
+        if config.server != old.server:
+            log.warning("configuration version %d changes listener/TLS/limit settings of this process; they apply "
+                        "after a restart", version)
+        self.config = config
+        self.config_version = version
+        self.config_error = None
+        def stale(key: tuple[str, str], current: DataSource) -> bool:
+            db = config.databases.get(key[0])
+            return (db.data_sources.get(key[1]) if db is not None else None) != current
+
+        for key, pool in list(self._pools.items()):
+            if stale(key, pool.data_source):
+                del self._pools[key]
+                pool.retire()
+        for key, pg_pool in list(self._pg_pools.items()):
+            if stale(key, pg_pool.data_source):
+                del self._pg_pools[key]
+                pg_pool.retire()
+        self.traffic = TrafficGovernor.build(config, self.metrics, self.traffic)
+        self.generation += 1
+        self._update_guard()
+        self.metrics.config_applied()
+        self.metrics.config_version(version)
+        log.info("configuration version %d applied (%d logical database(s))", version, len(config.databases))
+
+    async def set_props(self, changes: Mapping[str, object], author: str) -> None:
+        """SET DIST VARIABLE: validate the props change like a pushed configuration, then apply it everywhere.
+
+        In Cluster mode the registry gets a new props version and every sidecar (this one included) applies it from
+        its watch; standalone, this process applies it at once.
+        """
+        if self.governor is not None:
+            await self.governor.set_props(changes, author)
+            return
+        from dbmesh.config import load_config_files, read_config_files
+
+        if self.config_files is None:
+            self.config_files = read_config_files(self.config.source_dir)
+        props = {k: v for k, v in {**self.config.props, **changes}.items() if v is not None}  # None = unset
+        config = load_config_files(self.config_files, self.config.source_dir, props=props)
+        self.apply_config(config, self.config_version + 1)
+
+    def report_config_error(self, version: int, message: str) -> None:
+        """A registry version did not validate: the last good snapshot stays in force."""
+        self.config_error = f"version {version}: {message}"
+        self.metrics.config_error()
+        log.error("configuration version %d rejected, keeping version %d: %s", version, self.config_version, message)
+
+    def apply_states(self, cluster_state: str, node_state: str) -> None:
+        """Operator-set states: the cluster's (OK / READ_ONLY / UNAVAILABLE) and this node's (OK / DISABLED)."""
+        if (cluster_state, node_state) != (self.cluster_state, self.node_state):
+            log.info("cluster state %s, compute node state %s", cluster_state, node_state)
+        self.cluster_state = cluster_state
+        self.node_state = node_state
+        self.metrics.cluster_state(cluster_state)
+        self.metrics.compute_node_disabled(node_state == "DISABLED")
+        self._update_guard()
+
+    def _update_guard(self) -> None:
+        self.guarded = self.node_state != "OK" or self.cluster_state != "OK" or self.traffic is not None
+
+    @property
+    def node_id(self) -> str:
+        return self.governor.node_id if self.governor is not None else f"standalone-{self.started_at:.0f}"
 
     # -- used by sessions ----------------------------------------------------------------------------------------
 
@@ -199,8 +288,26 @@ class Runtime:
                         learned = True
                     pool.release(conn)
 
+    async def start_governance(self) -> None:
+        """Cluster mode: join the registry, take its configuration (or publish ours to an empty namespace)."""
+        if self.config.mode.type != "Cluster" or self.governor is not None:
+            return
+        from pathlib import Path
+
+        from dbmesh.governance.cluster import ClusterGovernor
+
+        local = Path(self.config.source_dir) / "global.yaml"
+        local_global = local.read_text(encoding="utf-8") if local.is_file() else None
+        srv = self.config.server
+        self.governor = ClusterGovernor(self, self.config, local_global,
+                                        address=f"{srv.mysql.host}:{srv.mysql.port}")
+        config = await self.governor.start()
+        if config is not self.config:
+            self.apply_config(config, self.governor.config_version)
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.start_governance()
         await self.warm_up()
         srv = self.config.server
         server = await loop.create_server(lambda: MySQLFrontend(self), srv.mysql.host, srv.mysql.port,
@@ -222,6 +329,8 @@ class Runtime:
     async def shutdown(self) -> None:
         """Stop accepting, let running statements finish (up to the timeout), then close clients and pools."""
         self.draining = True
+        if self.governor is not None:
+            await self.governor.stop()
         for server in self._servers:
             server.close()
         deadline = time.monotonic() + self.config.server.limits.shutdown_timeout_seconds

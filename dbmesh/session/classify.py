@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dbmesh.session.gate import is_governance_statement
+
 _LEADING = re.compile(r"\s*(?:(?:/\*(?!!).*?\*/|--[ \t][^\n]*\n?|#[^\n]*\n?)\s*)*", re.S)
 _FIRST_WORD = re.compile(r"[A-Za-z_]+")
 
@@ -87,7 +89,8 @@ class StatementInfo:
     set_vars: tuple[tuple[str, str], ...] | None = None  # a SET made only of replayable assignments
     use_db: str | None = None  # USE <db>: answered by dbmesh
     history: str | None = None  # reads per-connection history (ROW_COUNT(), SHOW WARNINGS ...)
-    local: str | None = None  # answered by dbmesh itself: "show_databases", "kill_query", "kill_connection"
+    local: str | None = None  # answered by dbmesh itself: "show_databases", "kill_query", "kill_connection",
+    # "governance" (compute nodes, dist variables, cluster state, traffic rules: dbmesh.admin.governance)
     target: int = 0  # KILL's connection id (dbmesh's own ids, as the handshake gave them)
     multi: bool = False  # several statements in one COM_QUERY
 
@@ -200,6 +203,8 @@ def quick_classify(sql: str) -> StatementInfo | None:
     return info
 
 
+_GOVERNANCE_WORDS = frozenset({"show", "set", "enable", "disable", "lock", "unlock"})
+
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!\d*(.*?)\*/", re.S)
 
 
@@ -241,6 +246,8 @@ def _classify(sql: str) -> StatementInfo:
         return StatementInfo("admin", local="kill_unsupported")
     if kind == "show" and _SHOW_DATABASES.match(body):
         return StatementInfo("show", local="show_databases")
+    if word in _GOVERNANCE_WORDS and is_governance_statement(body):
+        return StatementInfo("admin", local="governance")
     lowered = body.lower()
     hist = _HISTORY.search(body) if any(h in lowered for h in _HISTORY_HINTS) else None
     history = None

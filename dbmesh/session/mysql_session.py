@@ -38,6 +38,7 @@ from dbmesh.protocol.mysql.constants import (
     Status,
 )
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
+from dbmesh.session import gate
 from dbmesh.session.classify import StatementInfo, classify, quick_classify
 from dbmesh.session.mysql_sharded import ShardedMySQL
 
@@ -63,6 +64,8 @@ _SHARDED_REFUSED = {Command.STMT_FETCH, Command.FIELD_LIST, Command.SET_OPTION}
 # SQL bytes -> (text, info) for statements the hot path may forward without looking further.
 _FAST_QUERIES: dict[bytes, tuple[str, StatementInfo]] = {}
 _COM_QUERY = int(Command.QUERY)
+# Commands that run statements: what node/cluster states and traffic rules gate.
+_GATED = frozenset({Command.QUERY, Command.STMT_PREPARE, Command.STMT_EXECUTE})
 _COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
 _COM_STMT_PREPARE = int(Command.STMT_PREPARE)
 
@@ -115,6 +118,9 @@ class MySQLSession:
         self._ds: DataSource | None = None  # data source of the current logical database (cached)
         self._want_schema: str | None = None  # the schema a backend connection must be on for us
         self._db_label = ""
+        self._generation = runtime.generation  # the configuration snapshot this session's objects come from
+        self._removed_database: str | None = None  # our database left the configuration (USE another one)
+        self._ticket: gate.Ticket | None = None  # the running statement's rate-limit admission / breaker probe
         self._select_database(database)
         self.reclaimable = False  # holding a connection the pool may take back (see MySQLPool.hold)
         self.status = int(Status.AUTOCOMMIT)
@@ -171,7 +177,8 @@ class MySQLSession:
         """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle."""
         cmd = frame[4]
         stmt = None
-        if self.sharded is not None:
+        rt = self.runtime
+        if self.sharded is not None or rt.guarded or self._generation != rt.generation:
             self._dispatch(frame[4:], 0)
             return
         if cmd == _COM_STMT_EXECUTE:
@@ -215,6 +222,8 @@ class MySQLSession:
             return
         self.closed = True
         self.queue.clear()
+        if self._ticket is not None:
+            self._end_ticket()
         if self.sharded is not None:
             self.sharded.close()
         conn, self.conn = self.conn, None
@@ -238,12 +247,134 @@ class MySQLSession:
         if not payload:
             self._fail_protocol("empty command packet")
             return
+        rt = self.runtime
+        if self._generation != rt.generation:
+            self._refresh_config()
+        if (rt.guarded or self._removed_database is not None) and payload[0] in _GATED:
+            self._gate(payload, seq)
+            return
+        self._dispatch_admitted(payload, seq)
+
+    def _gate(self, payload: bytes, seq: int) -> None:
+        """A statement command while a gate applies: refuse it, hold it (a QUEUE rate limit), or run it."""
+        cmd = payload[0]
+        sql: str | None = None
+        if cmd == Command.QUERY:
+            sql = payload[1:].decode("utf-8", "replace")
+            info = classify_cached(sql, payload[1:])
+            if info.local is not None or info.use_db is not None:
+                self._dispatch_admitted(payload, seq)  # answered by dbmesh itself: governance, USE, KILL, ...
+                return
+            stmt_type = info.type
+        elif cmd == Command.STMT_EXECUTE:
+            stmt_type = self._prepared_type(payload[1:5])
+        else:
+            stmt_type = "prepare"
+        try:
+            if self._removed_database is not None:
+                raise errors.AuthError(errors.AUTH_UNKNOWN_DATABASE, database=self._removed_database)
+            ds = self._ds
+            ticket = gate.admit(self.runtime, user=self.user, database=self._db_label, stmt_type=stmt_type, sql=sql,
+                                dialect="mysql",
+                                data_sources=(ds.name,) if self.sharded is None and ds is not None else ())
+        except errors.DbMeshError as exc:
+            self._error(exc)
+            return
+        self._ticket = ticket
+        admission = ticket.admission if ticket is not None else None
+        if admission is not None and (admission.wait_s > 0 or admission.waiter is not None):
+            self.current = _Statement(cmd, sql or "", stmt_type, None)  # the queue waits behind the held one
+            self.runtime.spawn(self._admit_later(payload, seq))
+            return
+        self._dispatch_admitted(payload, seq)
+
+    async def _admit_later(self, payload: bytes, seq: int) -> None:
+        ticket = self._ticket
+        assert ticket is not None and ticket.admission is not None
+        try:
+            await gate.wait_admission(ticket.admission)
+        except errors.DbMeshError as exc:
+            self.current = None
+            self._ticket = None
+            ticket.finish(self.runtime, False)
+            self._error(exc)
+            return
+        self.current = None
+        if not self.closed:
+            self._dispatch_admitted(payload, seq)
+
+    async def _governance(self, sql: str) -> None:
+        """Governance DistSQL (compute nodes, dist variables, cluster state, traffic status) on any database."""
+        from dbmesh.admin.governance import Done, execute_governance
+        from dbmesh.session.admin_reply import mysql_reply
+
+        try:
+            result = await execute_governance(sql, self.runtime, user=self.user)
+        except errors.DbMeshError as exc:
+            self.current = None
+            self._error(exc)
+            return
+        self.current = None
+        if self.closed:
+            return
+        if isinstance(result, Done):
+            self._ok()
+            return
+        self.frontend.write(mysql_reply(result, self.collation, self.status, self.deprecate_eof))
+        self._next()
+
+    def _prepared_type(self, stmt_id: bytes) -> str:
+        if self.sharded is not None:
+            st = self.sharded.prepared.get(stmt_id)
+            return classify_cached(st.sql).type if st is not None else "execute"
+        return self.prepared.get(stmt_id) or "execute"
+
+    def _end_ticket(self, backend_failed: bool = False) -> None:
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            ticket.finish(self.runtime, backend_failed)
+
+    def _refresh_config(self) -> None:
+        """A new configuration snapshot: take up our database's new definition between transactions.
+
+        A session inside a transaction, or holding state on a connection (prepared statements, temporary tables on
+        a one-data-source database), finishes under the snapshot it started with and looks again next statement.
+        """
+        sharded = self.sharded
+        if self.status & Status.IN_TRANS or (sharded is not None and sharded.txn_open) or (
+                sharded is None and self.pinned):
+            return
+        rt = self.runtime
+        self._generation = rt.generation
+        db = self.database
+        if db is None:
+            self._select_database(None)  # the default database may be another one now
+            return
+        new = rt.config.databases.get(db.name)
+        if new is None:
+            self._removed_database = db.name
+            return
+        if new == db and (sharded is None or sharded.rule is rt.sharding_rule(new)):
+            return
+        prepared = sharded.prepared if sharded is not None else None
+        hint = sharded.hint if sharded is not None else None
+        self._select_database(new)
+        if self.sharded is not None and sharded is not None and prepared is not None:
+            # Prepared statements belong to the client, not to a snapshot: they keep working under the new rules.
+            self.sharded.prepared = prepared
+            self.sharded.hint = hint
+
+    def _dispatch_admitted(self, payload: bytes, seq: int) -> None:
         cmd = payload[0]
         if cmd == Command.QUERY:
             sql = payload[1:].decode("utf-8", "replace")
             info = classify_cached(sql, payload[1:])
             if info.use_db is not None:
                 self._use_database(info.use_db, Command.QUERY)
+                return
+            if info.local == "governance":
+                self.current = _Statement(cmd, sql, "admin", info)
+                self.runtime.spawn(self._governance(sql))
                 return
             if info.local == "show_databases":
                 self._show_databases()
@@ -344,6 +475,8 @@ class MySQLSession:
         self._error(errors.ProtocolError(errors.PROTOCOL_UNSUPPORTED_COMMAND, command=f"COM_{name}"))
 
     def _next(self) -> None:
+        if self._ticket is not None and self.current is None:
+            self._end_ticket()
         while self.current is None and self.queue and not self.closed:
             payload, seq = self.queue.popleft()
             if len(self.queue) < 16:
@@ -457,6 +590,8 @@ class MySQLSession:
             conn = await self._attach()
         except errors.DbMeshError as exc:
             self.current = None
+            if self._ticket is not None:
+                self._end_ticket(backend_failed=gate.is_backend_failure(exc))
             self._error(exc)
             return
         except BackendQueryError as exc:
@@ -562,6 +697,8 @@ class MySQLSession:
             observe_row(row, elapsed, error)
             if elapsed >= self._slow_s:
                 self._log_slow(stmt, elapsed, sc.rows)
+            if self._ticket is not None:
+                self._end_ticket()
         if sc.protocol_error:
             log.warning("data source %s broke the protocol: %s", conn.data_source.name, sc.protocol_error)
             if sc.packets:
@@ -607,6 +744,8 @@ class MySQLSession:
         self.status = int(Status.AUTOCOMMIT)
         if stmt is not None:
             self._account(stmt, 0, True)
+        if self._ticket is not None:
+            self._end_ticket(backend_failed=True)
         if self.closed:
             return
         if mid:

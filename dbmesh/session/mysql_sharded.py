@@ -44,8 +44,8 @@ from dbmesh.protocol.mysql.packets import (
     eof_packet,
     lenenc_bytes,
     result_terminator,
-    text_result_set,
 )
+from dbmesh.session import gate
 from dbmesh.session.classify import StatementInfo, classify
 from dbmesh.session.savepoints import SavepointStack, parse_savepoint
 from dbmesh.sharding.conditions import Hint
@@ -451,7 +451,7 @@ class ShardedMySQL:
     def try_fast(self, sql: str, info: StatementInfo, done: Callable[[bool], None]) -> bool:
         """Start a statement without a task when it is one unit on a connection that is ready for it (the common
         point statement). False: nothing was sent; the caller takes the general path."""
-        if info.pin or info.set_vars or (not self.autocommit and not self.txn_open):
+        if info.pin or info.set_vars or (not self.autocommit and not self.txn_open) or self.runtime.traffic is not None:
             return False
         head = sql.lstrip()[:4].upper()
         if head in _NOT_FAST_HEADS:
@@ -601,11 +601,10 @@ class ShardedMySQL:
         result = execute_admin(stmt, config=self.runtime.config, database=self.database, dialect="mysql",
                                hint=self.hint)
         if isinstance(result, AdminResult):
-            cols = [ColumnDefinition41(name, ColumnType.VAR_STRING, self.session.collation, 1024)
-                    for name in result.columns]
-            payloads = text_result_set(cols, [list(r) for r in result.rows], self.status,
-                                       self.session.deprecate_eof)
-            self.session.frontend.write(b"".join(build_packet(p, i + 1) for i, p in enumerate(payloads)))
+            from dbmesh.session.admin_reply import mysql_reply
+
+            self.session.frontend.write(mysql_reply(result, self.session.collation, self.status,
+                                                    self.session.deprecate_eof))
         else:
             self.hint = apply_hint_change(self.hint, result)
             self._send_ok(0, 0, b"")
@@ -758,6 +757,22 @@ class ShardedMySQL:
     # -- execution ---------------------------------------------------------------------------------------------
 
     async def execute(self, plan: Plan) -> None:
+        if self.runtime.traffic is None:
+            await self._execute(plan)
+            return
+        ticket = gate.check_breakers(self.runtime, self.database.name, {u.data_source for u in plan.units},
+                                     plan.tables)
+        failed = False
+        try:
+            await self._execute(plan)
+        except BaseException as exc:
+            failed = gate.is_backend_failure(exc)
+            raise
+        finally:
+            if ticket is not None:
+                ticket.finish(self.runtime, failed)
+
+    async def _execute(self, plan: Plan) -> None:
         units = plan.units
         if len(units) == 1 and plan.merge is None and not plan.generated_keys:
             await self._single(units[0])

@@ -15,6 +15,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import struct
@@ -33,6 +34,7 @@ from dbmesh.backend.pg_connection import (
 from dbmesh.config import Database
 from dbmesh.observe.metrics import observe_row
 from dbmesh.protocol.postgresql.messages import render_error
+from dbmesh.session import gate
 from dbmesh.session.pg_classify import PgStatementInfo, classify, quick_classify
 from dbmesh.session.pg_sharded import ShardedPg
 
@@ -148,6 +150,15 @@ class PgSession:
         self.forward = frontend.write  # type: ignore[method-assign]
         rule = runtime.sharding_rule(database)
         self.sharded: ShardedPg | None = ShardedPg(self, database, rule) if rule is not None else None
+        # Live governance: the snapshot our objects come from, and the gate's serial queue (see _gate_worker).
+        self._generation = runtime.generation
+        self._removed_database: str | None = None
+        self._held: list[tuple[int, bytes]] = []
+        self._gate_task: asyncio.Task[None] | None = None
+        self._unit_done: asyncio.Future[None] | None = None
+        self._lost = False  # the request in the gate lost its data source connection (a breaker failure)
+        self._continuing = False  # the gate passed the first part of a request; the rest follows unchecked
+        self._skip_to_sync = False  # the gate refused the first part of a request; the rest is dropped
         self.pid = runtime.next_pg_pid()
         self.secret = secrets.token_bytes(4)
 
@@ -189,6 +200,10 @@ class PgSession:
 
     def on_query_frame(self, frame: bytes) -> None:
         """Hot path: one whole Query message arrived alone, framed as the client sent it."""
+        rt = self.runtime
+        if rt.guarded or self._generation != rt.generation or self._gate_task is not None:
+            self.on_messages([(_Q, frame[5:])])
+            return
         if self.sharded is not None:
             self.sharded.on_messages([(_Q, frame[5:])])
             return
@@ -214,6 +229,192 @@ class PgSession:
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Forward a batch of client messages (all that one read delivered), in order."""
+        rt = self.runtime
+        if self._generation != rt.generation and not self.running:
+            self._refresh_config()
+        if rt.guarded or self._removed_database is not None or self._gate_task is not None:
+            self._held.extend(messages)
+            if self._gate_task is None:
+                self._gate_task = rt.spawn(self._gate_worker())
+            return
+        self._pass(messages)
+
+    # -- the statement gate ----------------------------------------------------------------------------------------
+    #
+    # While a gate applies (a disabled node, a cluster state, traffic rules) requests run one at a time: each is
+    # checked, held for a QUEUE rate limit, refused (the error written in order, nothing being in flight), or passed
+    # to the normal path and awaited, so that its concurrency permit and breaker outcome are known.
+
+    async def _gate_worker(self) -> None:
+        try:
+            while self._held and not self.closed:
+                unit = self._take_unit()
+                if not unit:
+                    continue
+                terminated = unit[-1][0] in (_Q, _S)
+                await self._gate_unit(unit, terminated)
+        finally:
+            self._gate_task = None
+
+    def _take_unit(self) -> list[tuple[int, bytes]]:
+        if self._skip_to_sync:
+            # A refused request's remaining messages, up to its Sync: dropped, and the Sync answered.
+            for i, (mtype, _) in enumerate(self._held):
+                if mtype == _S:
+                    self._held = self._held[i + 1:]
+                    self._skip_to_sync = False
+                    status = self.sharded.status if self.sharded is not None else bytes((self.tx_status,))
+                    self.frontend.write(build_message(ord("Z"), status))
+                    break
+            else:
+                self._held = []
+                return []
+        """The next request: one Query, or extended-protocol messages up to and including Sync (or all there are)."""
+        for i, (mtype, _) in enumerate(self._held):
+            if mtype in (_Q, _S, _X):
+                unit, self._held = self._held[:i + 1], self._held[i + 1:]
+                return unit
+        unit, self._held = self._held, []
+        return unit
+
+    def _unit_sql(self, unit: list[tuple[int, bytes]]) -> tuple[str | None, bool]:
+        """The statement text a request runs (None when unknown) and whether it executes anything."""
+        sql: str | None = None
+        executes = False
+        for mtype, payload in unit:
+            if mtype == _Q:
+                return payload[:-1].decode("utf-8", "replace"), True
+            if mtype == _P:
+                sql = payload.partition(b"\x00")[2].partition(b"\x00")[0].decode("utf-8", "replace")
+            elif mtype == _B and sql is None:
+                name = payload.partition(b"\x00")[2].partition(b"\x00")[0]
+                sql = self._statement_sql(name)
+            elif mtype == _E:
+                executes = True
+        return sql, executes
+
+    def _statement_sql(self, name: bytes) -> str | None:
+        if self.sharded is not None:
+            st = self.sharded.statements.get(name.decode("utf-8", "replace"))
+            return st.sql if st is not None else None
+        entry = self.statements.get(name)
+        return entry[1].partition(b"\x00")[0].decode("utf-8", "replace") if entry is not None else None
+
+    async def _gate_unit(self, unit: list[tuple[int, bytes]], terminated: bool) -> None:
+        rt = self.runtime
+        continuing, self._continuing = self._continuing, not terminated
+        if continuing:
+            # The rest of a request whose first messages already went to the data source: it cannot be refused
+            # half-way (the data source holds an open batch), so it completes as it began.
+            self._pass(unit)
+            return
+        sql, executes = self._unit_sql(unit)
+        stmt_type = classify_cached(sql).type if sql else "other"
+        ticket: gate.Ticket | None = None
+        try:
+            if self._removed_database is not None:
+                raise errors.AuthError(errors.AUTH_UNKNOWN_DATABASE, database=self._removed_database)
+            if sql is not None and gate.is_governance_statement(sql):
+                pass  # answered by dbmesh on any database, whatever the gate says
+            elif executes:
+                ticket = gate.admit(rt, user=self.user, database=self.database.name, stmt_type=stmt_type, sql=sql,
+                                    dialect="postgres",
+                                    data_sources=(self.data_source.name,) if self.sharded is None else ())
+                if ticket is not None and ticket.admission is not None:
+                    await gate.wait_admission(ticket.admission)
+            elif any(m in (_P, _B) for m, _ in unit):
+                gate.check_states(rt, "prepare", None)
+        except errors.DbMeshError as exc:
+            if ticket is not None:
+                ticket.finish(rt, False)
+            self._continuing = False
+            await self._refuse(unit, exc)
+            if not terminated:
+                self._skip_to_sync = True
+            return
+        if not terminated:
+            self._pass(unit)  # the rest of this request follows in a later read; its Sync completes it
+            if ticket is not None:
+                ticket.finish(rt, False)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unit_done = done
+        self._lost = False
+        try:
+            self._pass(unit)
+            if not done.done():
+                await done
+        finally:
+            self._unit_done = None
+            if ticket is not None:
+                ticket.finish(rt, self._lost)
+
+    def _complete_unit(self) -> None:
+        done = self._unit_done
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    async def _refuse(self, unit: list[tuple[int, bytes]], exc: errors.DbMeshError) -> None:
+        """Answer a refused request as the server answers a failed one: ErrorResponse, then ReadyForQuery."""
+        while self.running and not self.closed:
+            await asyncio.sleep(0.001)  # earlier requests are still being answered: the error must come after them
+        if self.closed:
+            return
+        self.runtime.metrics.error(exc.entry.code, "postgresql")
+        out = [build_message(ord("E"), render_error(exc))]
+        if unit[-1][0] in (_Q, _S):
+            if self.sharded is not None:
+                if self.sharded.status == b"T":
+                    self.sharded.status = b"E"  # an error inside a transaction fails it, as on the server
+                status = self.sharded.status
+            else:
+                # The data source's transaction is untouched by a refusal dbmesh made alone: report it as it is.
+                status = bytes((self.tx_status,))
+            out.append(build_message(ord("Z"), status))
+        elif unit[-1][0] == _X:
+            self.frontend.close()
+            return
+        self.frontend.write(b"".join(out))
+
+    def _refresh_config(self) -> None:
+        """A new configuration snapshot: take up our database's new definition between transactions."""
+        sharded = self.sharded
+        if self.tx_status != _I or self.pinned or self.statements or (
+                sharded is not None and (sharded.status != b"I" or sharded.busy)):
+            return
+        rt = self.runtime
+        self._generation = rt.generation
+        new = rt.config.databases.get(self.database.name)
+        if new is None:
+            self._removed_database = self.database.name
+            return
+        rule = rt.sharding_rule(new)
+        if new == self.database and (sharded is None or sharded.rule is rule):
+            return
+        if new.default_data_source != self.data_source or (sharded is None) != (rule is None):
+            self._drop_conn_for_refresh()
+        self.database = new
+        self.data_source = new.default_data_source
+        if sharded is not None:
+            statements, portals, hint = sharded.statements, sharded.portals, sharded.hint
+            sharded.close()
+            self.sharded = ShardedPg(self, new, rule) if rule is not None else None
+            if self.sharded is not None:
+                self.sharded.statements, self.sharded.portals, self.sharded.hint = statements, portals, hint
+        elif rule is not None:
+            self.sharded = ShardedPg(self, new, rule)
+        self._stat_rows.clear()
+
+    def _drop_conn_for_refresh(self) -> None:
+        conn, pool = self.conn, self.pool
+        self.conn = None
+        self.reclaimable = False
+        if pool is not None:
+            pool.unhold(self)
+            if conn is not None:
+                pool.release(conn)
+
+    def _pass(self, messages: list[tuple[int, bytes]]) -> None:
         if self.sharded is not None:
             self.sharded.on_messages(messages)
             return
@@ -617,6 +818,7 @@ class PgSession:
                 conn.vars[name] = value
 
     def _finish_request(self, error: bool, rows: int) -> None:
+        self._complete_unit()
         start = self._start
         if not start:
             return
@@ -633,6 +835,7 @@ class PgSession:
                 duration_s=elapsed, rows=rows, data_sources=(self.data_source.name,), dialect="postgresql")
 
     def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
+        self._lost = True
         mid = conn.scanner.mid_message()
         in_txn = self.tx_status != _I or self.pinned
         awaiting = self.awaiting
@@ -700,6 +903,7 @@ class PgSession:
         if self.closed:
             return
         self.closed = True
+        self._complete_unit()
         if self.sharded is not None:
             self.sharded.close()
         conn, self.conn = self.conn, None

@@ -45,6 +45,7 @@ from dbmesh.protocol.postgresql.messages import (
     RowDescription,
     render_error,
 )
+from dbmesh.session import gate
 from dbmesh.session.savepoints import SavepointStack, parse_savepoint
 from dbmesh.sharding.autotables import DataNode
 from dbmesh.sharding.conditions import Hint
@@ -399,6 +400,7 @@ class ShardedPg:
     def _ready(self) -> None:
         self.out.append(_msg(b"Z", self.status))
         self._flush()
+        self.session._complete_unit()
 
     # -- fast path ---------------------------------------------------------------------------------------------
     #
@@ -413,7 +415,7 @@ class ShardedPg:
         """Send one statement now, when `messages` are a Query or [Parse] Bind [Describe portal] Execute Sync for a
         point statement. Everything is checked before anything is recorded or sent: False leaves no trace."""
         if self.skipping or self.in_batch or self.status == b"E" or self.session.closed \
-                or not self._writable.is_set():
+                or not self._writable.is_set() or self.runtime.traffic is not None:
             return False
         first = messages[0][0]
         if first == 0x51:  # 'Q'
@@ -572,6 +574,7 @@ class ShardedPg:
         self.out.append(_READY[self.status])
         self._flush()
         self.busy = False
+        self.session._complete_unit()
         if self.session.closed:
             return
         if not self.queue.empty():
@@ -786,11 +789,9 @@ class ShardedPg:
         result = execute_admin(stmt, config=self.runtime.config, database=self.database, dialect="postgres",
                                hint=self.hint)
         if isinstance(result, AdminResult):
-            fields = tuple(FieldDescription(name) for name in result.columns)
-            self.out.append(_msg(b"T", RowDescription(fields).payload()))
-            for row in result.rows:
-                self.out.append(_msg(b"D", _data_row([None if v is None else v.encode() for v in row])))
-            self.out.append(_msg(b"C", f"SHOW {len(result.rows)}".encode() + b"\x00"))
+            from dbmesh.session.admin_reply import pg_reply
+
+            self.out.append(pg_reply(result))
         else:
             self.hint = apply_hint_change(self.hint, result)
             self.out.append(_msg(b"C", b"SET\x00"))
@@ -1116,6 +1117,23 @@ class ShardedPg:
 
     async def _execute_plan(self, plan: Plan, result_formats: tuple[int, ...] | None, *, describe: bool,
                             max_rows: int, portal: _Portal | None) -> None:
+        if self.runtime.traffic is None:
+            await self._run_plan(plan, result_formats, describe=describe, max_rows=max_rows, portal=portal)
+            return
+        ticket = gate.check_breakers(self.runtime, self.database.name, {u.data_source for u in plan.units},
+                                     plan.tables)
+        failed = False
+        try:
+            await self._run_plan(plan, result_formats, describe=describe, max_rows=max_rows, portal=portal)
+        except BaseException as exc:
+            failed = gate.is_backend_failure(exc)
+            raise
+        finally:
+            if ticket is not None:
+                ticket.finish(self.runtime, failed)
+
+    async def _run_plan(self, plan: Plan, result_formats: tuple[int, ...] | None, *, describe: bool,
+                        max_rows: int, portal: _Portal | None) -> None:
         implicit = plan.kind == "dml" and self.status == b"I" and len({u.data_source for u in plan.units}) > 1
         if implicit:
             self.status = b"T"
