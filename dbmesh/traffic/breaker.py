@@ -149,7 +149,8 @@ class CircuitBreaker:
         """For a refused statement: ms until the breaker may let one through. OPEN: until HALF_OPEN. HALF_OPEN:
         timeWindow, the earliest a failing probe's re-opened breaker would probe again (sooner if it succeeds)."""
         if self._state is BreakerState.OPEN:
-            return max(0, math.ceil((self._next_retry - self._clock()) * 1000))
+            # Rounded first so that float noise (110 - 109.999 = 0.0010000000000048) does not add a millisecond.
+            return max(0, math.ceil(round((self._next_retry - self._clock()) * 1000, 6)))
         if self._state is BreakerState.HALF_OPEN:
             return math.ceil(self.rule.time_window_s * 1000)
         return 0

@@ -109,7 +109,7 @@ class _Waiter:
                 granted = yield from wait.future.__await__()
                 if not granted:
                     raise wait.limiter.error(f"no permit became free within maxQueueingTimeMs "
-                                             f"{wait.limiter.rule.max_queueing_time_ms}")
+                                             f"{wait.limiter.rule.max_queueing_time_ms}", count=False)
         except BaseException:
             admission.release()  # refused or cancelled: the statement will not run
             raise
@@ -133,12 +133,16 @@ class Limiter:
         """Report to these metric children from now on (a limiter carried over to a new governor rebinds)."""
         self._metrics = counters
 
-    def error(self, detail: str) -> errors.DbMeshError:
-        """The RATE_LIMITED error of this rule, counting the refusal."""
+    def error(self, detail: str, *, count: bool = True) -> errors.DbMeshError:
+        """The RATE_LIMITED error of this rule, counting the refusal unless it was counted already."""
+        if count:
+            self._rejected()
+        return errors.DbMeshError(errors.RATE_LIMITED, resource=self.resource, detail=f"{self.rule.describe()}, {detail}")
+
+    def _rejected(self) -> None:
         self.rejected += 1
         if self._metrics is not None:
             self._metrics[1].inc()
-        return errors.DbMeshError(errors.RATE_LIMITED, resource=self.resource, detail=f"{self.rule.describe()}, {detail}")
 
     def _passed(self) -> None:
         self.passed += 1
@@ -207,13 +211,14 @@ class RateLimiter(Limiter):
         self._latest = float("-inf")  # the time the last admitted statement may pass at
 
     def refusal(self, now: float) -> str | None:
+        if self.rule.count <= 0:  # no statement may ever pass (and -inf + inf would be NaN below)
+            return f"it would wait for ever, maxQueueingTimeMs is {self.rule.max_queueing_time_ms}"
         expected = self._latest + self._cost
         if expected <= now:
             return None
         wait_ms = (expected - now) * 1000.0
         if wait_ms >= self.rule.max_queueing_time_ms:
-            shown = "for ever" if wait_ms == float("inf") else f"{wait_ms:.0f} ms"
-            return f"it would wait {shown}, maxQueueingTimeMs is {self.rule.max_queueing_time_ms}"
+            return f"it would wait {wait_ms:.0f} ms, maxQueueingTimeMs is {self.rule.max_queueing_time_ms}"
         return None
 
     def take(self, now: float, admission: Admission) -> None:
@@ -271,9 +276,7 @@ class ConcurrencyLimiter(Limiter):
     def _expire(self, wait: _QueuedWait) -> None:
         if not wait.future.done():
             wait.future.set_result(False)
-            self.rejected += 1
-            if self._metrics is not None:
-                self._metrics[1].inc()
+            self._rejected()  # here, not when the waiter raises: a wait nobody awaits ran out all the same
         # Waits share one timeout, so the ones that ran out are at the front; dropping them here keeps the queue
         # as long as the live waits even while no permit comes back.
         waits = self._waits
