@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from prometheus_client import Counter
@@ -51,7 +51,7 @@ class Admission:
 
     def __init__(self) -> None:
         self.wait_s = 0.0
-        self.waiter: _Waiter | None = None
+        self.waiter: Awaitable[None] | None = None
         self._permits: list[ConcurrencyLimiter] = []  # one entry per permit held
         self._pending: list[_QueuedWait] = []
         self._released = False
