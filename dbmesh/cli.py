@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="SQL dialect (default: the protocol of the database's data sources)")
     p.add_argument("sql", help="the statement, e.g. \"SELECT * FROM t_order WHERE order_id = 1\"")
     p.set_defaults(func=cmd_preview)
+    from dbmesh.governance.cli import add_governance_parser
+
+    add_governance_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -352,5 +352,9 @@ def diff(old_items: Mapping[str, str], new_items: Mapping[str, str], *, old_name
         lines = difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(),
                                      fromfile=f"{old_name}: {label}" if old is not None else "/dev/null",
                                      tofile=f"{new_name}: {label}" if new is not None else "/dev/null", lineterm="")
-        out.append(ItemDiff(key, kind, "\n".join(mask_secrets(line) for line in lines) + "\n"))
+        text = "\n".join(mask_secrets(line) for line in lines)
+        if not text:  # an empty item appears or goes: unified_diff has no lines to show
+            text = f"--- {old_name + ': ' + label if old is not None else '/dev/null'}\n" \
+                   f"+++ {new_name + ': ' + label if new is not None else '/dev/null'}\n(empty)"
+        out.append(ItemDiff(key, kind, text + "\n"))
     return out
