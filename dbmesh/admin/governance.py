@@ -235,7 +235,7 @@ async def _show_breakers(m: re.Match[str], rt: Runtime, user: str) -> AdminResul
 
 
 async def _show_limits(m: re.Match[str], rt: Runtime, user: str) -> AdminResult:
-    columns = ("resource", "grade", "count", "behavior", "passed", "rejected", "queued")
+    columns = ("resource", "grade", "count", "control_behavior", "passed", "rejected", "queued", "in_use", "waiting")
     gov = rt.traffic
     rows: list[tuple[Cell, ...]] = []
     if gov is not None:

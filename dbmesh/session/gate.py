@@ -63,6 +63,17 @@ class Ticket:
         self.done = False
         self.start = perf_counter()
 
+    def abandon(self, runtime: Runtime) -> None:
+        """The statement never ran (its QUEUE wait failed): free what it held without telling breakers anything."""
+        if self.done:
+            return
+        self.done = True
+        if self.admission is not None:
+            self.admission.release()
+        gov = runtime.traffic
+        if gov is not None and self.probe is not None:
+            gov.abandon(self.probe)
+
     def finish(self, runtime: Runtime, backend_failed: bool) -> None:
         """Release concurrency permits and feed the breakers (response time from the ticket's creation, so a
         QUEUE wait counts, as Sentinel counts it); idempotent, since a statement has many exits."""

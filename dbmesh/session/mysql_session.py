@@ -296,7 +296,7 @@ class MySQLSession:
         except errors.DbMeshError as exc:
             self.current = None
             self._ticket = None
-            ticket.finish(self.runtime, False)
+            ticket.abandon(self.runtime)
             self._error(exc)
             return
         self.current = None

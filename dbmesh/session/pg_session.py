@@ -326,16 +326,18 @@ class PgSession:
                 gate.check_states(rt, "prepare", None)
         except errors.DbMeshError as exc:
             if ticket is not None:
-                ticket.finish(rt, False)
+                ticket.abandon(rt)
             self._continuing = False
             await self._refuse(unit, exc)
             if not terminated:
                 self._skip_to_sync = True
             return
         if not terminated:
-            self._pass(unit)  # the rest of this request follows in a later read; its Sync completes it
+            # The rest of this request follows in a later read: it is not awaited, so its outcome tells the breakers
+            # nothing, and its permit goes back now.
+            self._pass(unit)
             if ticket is not None:
-                ticket.finish(rt, False)
+                ticket.abandon(rt)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._unit_done = done
