@@ -14,12 +14,13 @@ ShardingSphere-Proxy spellings where it has them, dbmesh's own where it has none
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbmesh import errors
+from dbmesh import __version__, errors
 from dbmesh.admin.execute import AdminResult, Cell
 
 if TYPE_CHECKING:
@@ -99,34 +100,23 @@ async def execute_governance(sql: str, runtime: Runtime, *, user: str) -> AdminR
 
 
 async def _show_nodes(m: re.Match[str], rt: Runtime, user: str) -> AdminResult:
-    columns = ("instance_id", "host", "mysql_port", "postgresql_port", "status", "mode_type", "worker_id", "labels",
-               "version", "config_version", "error")
+    columns = ("instance_id", "address", "status", "mode_type", "worker_id", "labels", "version", "config_version",
+               "started_at", "error")
     rows: list[tuple[Cell, ...]] = []
     governor = rt.governor
     if governor is None:
         srv = rt.config.server
-        rows.append((rt.node_id, srv.mysql.host, str(srv.mysql.port), str(srv.postgresql.port), rt.node_state,
-                     "Standalone", "", "", _version(), str(rt.config_version), rt.config_error or ""))
+        rows.append((rt.node_id, f"{srv.mysql.host}:{srv.mysql.port}", rt.node_state, "Standalone", "", "",
+                     __version__, str(rt.config_version), _started(rt.started_at), rt.config_error or ""))
     else:
         for node in governor.compute_nodes():
-            rows.append(_node_row(node))
+            rows.append((node.id, node.address, node.state, "Cluster", _cell(node.worker_id), ",".join(node.labels),
+                         node.version, str(node.config_version), node.started_at, node.error or ""))
     return AdminResult(columns, tuple(rows))
 
 
-def _version() -> str:
-    from dbmesh import __version__
-
-    return __version__
-
-
-def _node_row(node: Any) -> tuple[Cell, ...]:
-    info: Mapping[str, Any] = node if isinstance(node, Mapping) else vars(node) if hasattr(node, "__dict__") else {
-        f: getattr(node, f) for f in getattr(node, "__slots__", getattr(node, "__dataclass_fields__", ()))}
-    labels = info.get("labels") or ()
-    return (_cell(info.get("id")), _cell(info.get("host")), _cell(info.get("mysql_port")),
-            _cell(info.get("postgresql_port")), _cell(info.get("state")), "Cluster", _cell(info.get("worker_id")),
-            ",".join(str(label) for label in labels), _cell(info.get("version")), _cell(info.get("config_version")),
-            _cell(info.get("error")))
+def _started(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="seconds")
 
 
 async def _node_state(m: re.Match[str], rt: Runtime, user: str) -> Done:

@@ -76,6 +76,7 @@ class Runtime:
         self.node_state = "OK"
         self.cluster_state = "OK"
         self.governor: ClusterGovernor | None = None
+        self._standalone_id: str | None = None
         self.traffic: TrafficGovernor | None = TrafficGovernor.build(config, self.metrics, None)
         self.guarded = False
         self._update_guard()
@@ -168,7 +169,14 @@ class Runtime:
 
     @property
     def node_id(self) -> str:
-        return self.governor.node_id if self.governor is not None else f"standalone-{self.started_at:.0f}"
+        """This compute node's id: the registry's in Cluster mode, one of the same form (host-pid-random) alone."""
+        if self.governor is not None:
+            return self.governor.node_id
+        if self._standalone_id is None:
+            from dbmesh.governance.registry import new_node_id
+
+            self._standalone_id = new_node_id()
+        return self._standalone_id
 
     # -- used by sessions ----------------------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ def test_disabled_compute_node_refuses_every_statement_until_enabled(states_mesh
     my, pg = _my(states_mesh), _pg(states_mesh, "gov_gate_pg")
     try:
         nodes = _rows(my, "SHOW COMPUTE NODES")
-        assert len(nodes) == 1 and nodes[0][4] == "OK" and nodes[0][5] == "Standalone"
+        assert len(nodes) == 1 and nodes[0][2] == "OK" and nodes[0][3] == "Standalone"
         node_id = nodes[0][0]
         with my.cursor() as cur:
             cur.execute(f"DISABLE COMPUTE NODE '{node_id}'")
@@ -119,7 +119,7 @@ def test_disabled_compute_node_refuses_every_statement_until_enabled(states_mesh
         errno, _ = _mysql_errno(lambda: _my(states_mesh))
         assert errno == 30003
         # Governance DistSQL still answers, so the node can be enabled again through itself.
-        assert _rows(my, "SHOW COMPUTE NODES")[0][4] == "DISABLED"
+        assert _rows(my, "SHOW COMPUTE NODES")[0][2] == "DISABLED"
         with my.cursor() as cur:
             cur.execute(f"ENABLE COMPUTE NODE '{node_id}'")
         assert _rows(my, "SELECT 1") == [(1,)]
