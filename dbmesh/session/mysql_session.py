@@ -144,6 +144,7 @@ class MySQLSession:
 
     def _select_database(self, database: Database | None) -> None:
         self.database = database
+        self._removed_database = None
         db = database if database is not None else self.runtime.default_database()
         self._ds = db.default_data_source if db is not None else None
         self._ds_name = self._ds.name if self._ds is not None else ""

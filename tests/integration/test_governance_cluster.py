@@ -238,3 +238,61 @@ def test_zookeeper_node_loss_and_full_outage_are_invisible_to_clients(
             assert c.errors == [] and c.count > 10, (c.errors[:3], c.count)
         for c in probes:
             c.close()
+
+
+def _health(proc: DbMeshProcess) -> dict[str, Any]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{proc.host}:{proc.admin_port}/healthz", timeout=10) as resp:
+        return dict(json.loads(resp.read().decode()))
+
+
+def test_data_sources_added_and_removed_live_open_and_drain_their_pools(
+        data: None, mariadb: MariaDB, zookeeper: ZooKeeperEnsemble, zk_namespace: str, tmp_path: Path) -> None:
+    mariadb.ensure_database("gov_extra_0")
+    run_statements(mariadb, "gov_extra_0", ["DROP TABLE IF EXISTS t_x", "CREATE TABLE t_x (id INT PRIMARY KEY)",
+                                            "INSERT INTO t_x VALUES (7)"])
+    with _two_sidecars(tmp_path, mariadb, zookeeper, zk_namespace) as (a, _b, base):
+        conn = _connect(a)
+        added = _push_dir(tmp_path, base, "ds_${id % 2}")
+        extra = {"databaseName": "gov_extra", "dataSources": {"ds_0": {
+            "url": f"jdbc:mysql://{mariadb.host}:{mariadb.port}/gov_extra_0", "username": mariadb.user,
+            "password": mariadb.password, "maxPoolSize": 5}}, "rules": []}
+        (added / "database-gov_extra.yaml").write_text(dump_yaml(extra))
+        pushed = _cli("push", config=added)
+        assert pushed.returncode == 0, pushed.stderr
+        deadline = time.monotonic() + 5
+        rows: Any = None
+        while time.monotonic() < deadline:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("USE gov_extra")
+                    cur.execute("SELECT id FROM t_x")
+                    rows = cur.fetchall()
+                break
+            except pymysql.MySQLError as exc:
+                assert exc.args[0] == 1049, exc  # Unknown database until the change arrives
+                time.sleep(0.02)
+        assert rows == ((7,),)
+        assert "gov_extra.ds_0" in _health(a)["pools"]
+        # The session stays on gov_extra while it is removed: its next statement is refused, its connection lives.
+        removed = _push_dir(tmp_path, base, "ds_${id % 2}")
+        pushed = _cli("push", config=removed)
+        assert pushed.returncode == 0, pushed.stderr
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "gov_extra.ds_0" in _health(a)["pools"]:
+            time.sleep(0.02)
+        assert "gov_extra.ds_0" not in _health(a)["pools"]
+        with pytest.raises(pymysql.MySQLError) as info:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id FROM t_x")
+        assert info.value.args[0] == 1049 and "gov_extra" in info.value.args[1]
+        with conn.cursor() as cur:
+            cur.execute(f"USE {DB}")
+            cur.execute("SELECT COUNT(*) FROM t_item")
+            assert cur.fetchall() == ((4,),)
+        conn.close()
+        # The data source's connections were closed on the server side too.
+        processes = mariadb.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = 'gov_extra_0'")
+        assert processes == [(0,)], processes
