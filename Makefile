@@ -41,6 +41,7 @@ bench: install build
 	$(PY) benchmarks/bench_mysql_point_select.py --update-readme
 	$(PY) benchmarks/bench_pg_select.py --update-readme
 	$(PY) benchmarks/bench_sharded.py --update-readme
+	$(PY) benchmarks/bench_governance.py --update-readme
 
 demo:
 	scripts/demo.sh
