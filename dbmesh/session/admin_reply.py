@@ -21,8 +21,14 @@ def mysql_reply(result: AdminResult, collation: int, status: int, deprecate_eof:
 
 def pg_reply(result: AdminResult) -> bytes:
     """RowDescription, one DataRow per row (text cells) and CommandComplete `SHOW n`."""
+    return b"".join(pg_parts(result))
+
+
+def pg_parts(result: AdminResult) -> tuple[bytes, bytes, bytes]:
+    """The RowDescription, the DataRows and the CommandComplete of a result, apart (the extended protocol sends
+    the description for Describe and the rows for Execute)."""
     fields = tuple(FieldDescription(name) for name in result.columns)
-    out = [build_message(ord("T"), RowDescription(fields).payload())]
+    out = []
     for row in result.rows:
         body = [struct.pack("!H", len(row))]
         for cell in row:
@@ -32,5 +38,5 @@ def pg_reply(result: AdminResult) -> bytes:
                 raw = cell.encode()
                 body.append(struct.pack("!i", len(raw)) + raw)
         out.append(build_message(ord("D"), b"".join(body)))
-    out.append(build_message(ord("C"), f"SHOW {len(result.rows)}".encode() + b"\x00"))
-    return b"".join(out)
+    return (build_message(ord("T"), RowDescription(fields).payload()), b"".join(out),
+            build_message(ord("C"), f"SHOW {len(result.rows)}".encode() + b"\x00"))

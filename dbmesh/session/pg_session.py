@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbmesh.session")
 
 _Q, _P, _B, _D, _E, _C, _S, _H, _X, _F = (ord(c) for c in "QPBDECSHXF")
+# First bytes of governance DistSQL (SHOW/SET, ENABLE, DISABLE, LOCK, UNLOCK, a leading comment): a cheap pre-check.
+_GOVERNANCE_HEADS = frozenset(bytes((c,)) for c in b"SsEeDdLlUu/ \t\r\n")
 _COPY_DATA, _COPY_DONE, _COPY_FAIL = ord("d"), ord("c"), ord("f")
 _I = ord("I")
 _FORWARDED = frozenset({_P, _B, _D, _E, _C, _H, _COPY_DATA, _COPY_DONE, _COPY_FAIL})
@@ -74,6 +76,13 @@ def classify_cached(sql: str) -> PgStatementInfo:
             _CLASSIFY_CACHE.clear()
         info = _CLASSIFY_CACHE[sql] = classify(sql)
     return info
+
+
+def _raise_statement(exc: errors.DbMeshError) -> str:
+    """A statement that makes PostgreSQL raise a dbmesh error (its SQLSTATE and message) where it runs."""
+    message = exc.message.replace("$dbmesh$", "")
+    return (f"DO $dbmesh$BEGIN RAISE EXCEPTION USING ERRCODE = '{exc.entry.pg_sqlstate}', "
+            f"MESSAGE = {quote_literal(message)}, DETAIL = '{exc.entry.code}'; END$dbmesh$")
 
 
 def quote_literal(value: str) -> str:
@@ -159,6 +168,7 @@ class PgSession:
         self._lost = False  # the request in the gate lost its data source connection (a breaker failure)
         self._continuing = False  # the gate passed the first part of a request; the rest follows unchecked
         self._skip_to_sync = False  # the gate refused the first part of a request; the rest is dropped
+        self._local_statements: dict[bytes, str] = {}  # statements dbmesh answers itself (governance DistSQL)
         self.pid = runtime.next_pg_pid()
         self.secret = secrets.token_bytes(4)
 
@@ -201,7 +211,8 @@ class PgSession:
     def on_query_frame(self, frame: bytes) -> None:
         """Hot path: one whole Query message arrived alone, framed as the client sent it."""
         rt = self.runtime
-        if rt.guarded or self._generation != rt.generation or self._gate_task is not None:
+        if rt.guarded or self._generation != rt.generation or self._gate_task is not None or (
+                frame[5:6] in _GOVERNANCE_HEADS and gate.is_governance_statement(frame[5:-1].decode("utf-8", "replace"))):
             self.on_messages([(_Q, frame[5:])])
             return
         if self.sharded is not None:
@@ -232,7 +243,8 @@ class PgSession:
         rt = self.runtime
         if self._generation != rt.generation and not self.running:
             self._refresh_config()
-        if rt.guarded or self._removed_database is not None or self._gate_task is not None:
+        if (rt.guarded and self.sharded is None) or self._removed_database is not None or \
+                self._gate_task is not None or self._has_governance(messages):
             self._held.extend(messages)
             if self._gate_task is None:
                 self._gate_task = rt.spawn(self._gate_worker())
@@ -255,6 +267,24 @@ class PgSession:
                 await self._gate_unit(unit, terminated)
         finally:
             self._gate_task = None
+
+    def _has_governance(self, messages: list[tuple[int, bytes]]) -> bool:
+        """Governance DistSQL in a batch (a Query, or a Parse dbmesh must answer itself): it takes the gate's path."""
+        for mtype, payload in messages:
+            if mtype == _Q:
+                text = payload
+            elif mtype == _P:
+                text = payload.partition(b"\x00")[2]
+            elif mtype == _B and self._local_statements:
+                if payload.partition(b"\x00")[2].partition(b"\x00")[0] in self._local_statements:
+                    return True
+                continue
+            else:
+                continue
+            if text[:1] in _GOVERNANCE_HEADS and gate.is_governance_statement(
+                    text.partition(b"\x00")[0].decode("utf-8", "replace")):
+                return True
+        return False
 
     def _take_unit(self) -> list[tuple[int, bytes]]:
         if self._skip_to_sync:
@@ -294,6 +324,9 @@ class PgSession:
         return sql, executes
 
     def _statement_sql(self, name: bytes) -> str | None:
+        local = self._local_statements.get(name)
+        if local is not None:
+            return local
         if self.sharded is not None:
             st = self.sharded.statements.get(name.decode("utf-8", "replace"))
             return st.sql if st is not None else None
@@ -303,41 +336,33 @@ class PgSession:
     async def _gate_unit(self, unit: list[tuple[int, bytes]], terminated: bool) -> None:
         rt = self.runtime
         continuing, self._continuing = self._continuing, not terminated
-        if continuing:
-            # The rest of a request whose first messages already went to the data source: it cannot be refused
-            # half-way (the data source holds an open batch), so it completes as it began.
-            self._pass(unit)
+        # A unit that continues a request already under way (a pipeline) cannot be refused as a whole: only its
+        # statements are checked, below.
+        if not continuing:
+            sql, _ = self._unit_sql(unit)
+            try:
+                if self._removed_database is not None:
+                    raise errors.AuthError(errors.AUTH_UNKNOWN_DATABASE, database=self._removed_database)
+                if sql is not None and gate.is_governance_statement(sql):
+                    # Answered by dbmesh on any database, whatever the gate says.
+                    self._continuing = False
+                    await self._governance(unit, sql)
+                    return
+            except errors.DbMeshError as exc:
+                self._continuing = False
+                await self._refuse(unit, exc)
+                if not terminated:
+                    self._skip_to_sync = True
+                return
+        if self.sharded is not None or not rt.guarded:
+            self._pass(unit)  # a sharded session gates each statement itself (ShardedPg._statement)
             return
-        sql, executes = self._unit_sql(unit)
-        stmt_type = classify_cached(sql).type if sql else "other"
-        ticket: gate.Ticket | None = None
-        try:
-            if self._removed_database is not None:
-                raise errors.AuthError(errors.AUTH_UNKNOWN_DATABASE, database=self._removed_database)
-            if sql is not None and gate.is_governance_statement(sql):
-                pass  # answered by dbmesh on any database, whatever the gate says
-            elif executes:
-                ticket = gate.admit(rt, user=self.user, database=self.database.name, stmt_type=stmt_type, sql=sql,
-                                    dialect="postgres",
-                                    data_sources=(self.data_source.name,) if self.sharded is None else ())
-                if ticket is not None and ticket.admission is not None:
-                    await gate.wait_admission(ticket.admission)
-            elif any(m in (_P, _B) for m, _ in unit):
-                gate.check_states(rt, "prepare", None)
-        except errors.DbMeshError as exc:
-            if ticket is not None:
-                ticket.abandon(rt)
-            self._continuing = False
-            await self._refuse(unit, exc)
-            if not terminated:
-                self._skip_to_sync = True
-            return
+        tickets: list[gate.Ticket] = []
+        unit = await self._admit_unit(unit, tickets)
         if not terminated:
-            # The rest of this request follows in a later read: it is not awaited, so its outcome tells the breakers
-            # nothing, and its permit goes back now.
             self._pass(unit)
-            if ticket is not None:
-                ticket.abandon(rt)
+            for ticket in tickets:
+                ticket.abandon(rt)  # not awaited: its outcome tells the breakers nothing
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._unit_done = done
@@ -348,8 +373,105 @@ class PgSession:
                 await done
         finally:
             self._unit_done = None
-            if ticket is not None:
+            for ticket in tickets:
                 ticket.finish(rt, self._lost)
+
+    async def _admit_unit(self, unit: list[tuple[int, bytes]], tickets: list[gate.Ticket]) -> list[tuple[int, bytes]]:
+        """Run the gate for every statement a request executes. The first refused one is rewritten into a statement
+        that makes the data source raise dbmesh's error, so that the error comes in its place, the statements before
+        it are answered, the rest are skipped to Sync and a transaction fails, all exactly as on the server."""
+        rt = self.runtime
+        parsed: dict[bytes, str] = {}
+        bind_at, bind_sql, portal = -1, None, b""
+        for i, (mtype, payload) in enumerate(unit):
+            if mtype == _P:
+                name, _, rest = payload.partition(b"\x00")
+                parsed[name] = rest.partition(b"\x00")[0].decode("utf-8", "replace")
+                continue
+            if mtype == _B:
+                portal, _, rest = payload.partition(b"\x00")
+                statement = rest.partition(b"\x00")[0]
+                bind_at, bind_sql = i, parsed.get(statement) or self._statement_sql(statement)
+                continue
+            if mtype == _Q:
+                sql: str | None = payload[:-1].decode("utf-8", "replace")
+            elif mtype == _E:
+                sql = bind_sql
+            else:
+                continue
+            ticket: gate.Ticket | None = None
+            try:
+                ticket = gate.admit(rt, user=self.user, database=self.database.name,
+                                    stmt_type=classify_cached(sql).type if sql else "other", sql=sql,
+                                    dialect="postgres", data_sources=(self.data_source.name,))
+                if ticket is not None and ticket.admission is not None:
+                    await gate.wait_admission(ticket.admission)
+            except errors.DbMeshError as exc:
+                if ticket is not None:
+                    ticket.abandon(rt)
+                self.runtime.metrics.error(exc.entry.code, "postgresql")
+                raise_sql = _raise_statement(exc).encode()
+                if mtype == _Q:
+                    return [*unit[:i], (_Q, raise_sql + b"\x00"), *unit[i + 1:]]
+                parse = (_P, b"\x00" + raise_sql + b"\x00\x00\x00")
+                if bind_at < 0:  # Execute of a portal bound in an earlier request: bind that name anew
+                    portal = payload.partition(b"\x00")[0]
+                    return [*unit[:i], parse, (_B, portal + b"\x00\x00" + b"\x00\x00" * 3), *unit[i:]]
+                return [*unit[:bind_at], parse, (_B, portal + b"\x00\x00" + b"\x00\x00" * 3), *unit[bind_at + 1:]]
+            if ticket is not None:
+                tickets.append(ticket)
+        return unit
+
+    async def _governance(self, unit: list[tuple[int, bytes]], sql: str) -> None:
+        """Answer a request that runs one governance statement, in either query protocol."""
+        from dbmesh.admin.governance import Done, execute_governance
+        from dbmesh.session.admin_reply import pg_parts
+
+        for mtype, payload in unit:
+            if mtype == _P and not gate.is_governance_statement(
+                    payload.partition(b"\x00")[2].partition(b"\x00")[0].decode("utf-8", "replace")):
+                raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct="a governance statement",
+                                          detail="it must be sent alone, not in one pipeline with other statements")
+        executes = any(m in (_Q, _E) for m, _ in unit)
+        result = await execute_governance(sql, self.runtime, user=self.user) if executes else None
+        while self.running and not self.closed:
+            await asyncio.sleep(0.001)  # earlier requests are still being answered
+        if self.closed:
+            return
+        if isinstance(result, Done):
+            described, rows, complete = b"", b"", build_message(ord("C"), result.tag.encode() + b"\x00")
+            no_data = build_message(ord("n"), b"")
+        elif result is not None:
+            described, rows, complete = pg_parts(result)
+            no_data = described
+        else:
+            described = rows = complete = b""
+            no_data = build_message(ord("n"), b"")
+        out: list[bytes] = []
+        status = self.sharded.status if self.sharded is not None else bytes((self.tx_status,))
+        for mtype, payload in unit:
+            if mtype == _Q:
+                out += [described or b"", rows, complete, build_message(ord("Z"), status)]
+            elif mtype == _P:
+                name = payload.partition(b"\x00")[0]
+                if name:
+                    self._local_statements[name] = sql
+                out.append(build_message(ord("1"), b""))
+            elif mtype == _B:
+                out.append(build_message(ord("2"), b""))
+            elif mtype == _D:
+                if payload[:1] == b"S":
+                    out.append(build_message(ord("t"), b"\x00\x00"))
+                out.append(no_data)
+            elif mtype == _E:
+                out += [rows, complete]
+            elif mtype == _C:
+                if payload[:1] == b"S":
+                    self._local_statements.pop(payload[1:-1], None)
+                out.append(build_message(ord("3"), b""))
+            elif mtype == _S:
+                out.append(build_message(ord("Z"), status))
+        self.frontend.write(b"".join(out))
 
     def _complete_unit(self) -> None:
         done = self._unit_done

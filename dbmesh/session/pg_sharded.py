@@ -415,7 +415,7 @@ class ShardedPg:
         """Send one statement now, when `messages` are a Query or [Parse] Bind [Describe portal] Execute Sync for a
         point statement. Everything is checked before anything is recorded or sent: False leaves no trace."""
         if self.skipping or self.in_batch or self.status == b"E" or self.session.closed \
-                or not self._writable.is_set() or self.runtime.traffic is not None:
+                or not self._writable.is_set() or self.runtime.guarded:
             return False
         first = messages[0][0]
         if first == 0x51:  # 'Q'
@@ -728,6 +728,30 @@ class ShardedPg:
     async def _statement(self, sql: str, params: tuple[Any, ...], result_formats: tuple[int, ...] | None, *,
                          describe: bool, max_rows: int, portal: _Portal | None, plan: Plan | None = None) -> None:
         """Run one statement and append its answer (RowDescription if `describe`, rows, CommandComplete)."""
+        rt = self.runtime
+        if not rt.guarded:
+            await self._admitted(sql, params, result_formats, describe=describe, max_rows=max_rows, portal=portal,
+                                 plan=plan)
+            return
+        # The statement gate, per statement: a refusal is this statement's error (a pipeline skips to Sync after
+        # it, as after any error), and statements before it were answered already.
+        ticket = gate.admit(rt, user=self.session.user, database=self.database.name, stmt_type=_classify(sql).type,
+                            sql=sql, dialect="postgres")
+        if ticket is not None and ticket.admission is not None:
+            try:
+                await gate.wait_admission(ticket.admission)
+            except errors.DbMeshError:
+                ticket.abandon(rt)
+                raise
+        try:
+            await self._admitted(sql, params, result_formats, describe=describe, max_rows=max_rows, portal=portal,
+                                 plan=plan)
+        finally:
+            if ticket is not None:
+                ticket.finish(rt, False)
+
+    async def _admitted(self, sql: str, params: tuple[Any, ...], result_formats: tuple[int, ...] | None, *,
+                        describe: bool, max_rows: int, portal: _Portal | None, plan: Plan | None = None) -> None:
         if _SAVEPOINT.match(sql):  # before _TXN: ROLLBACK TO SAVEPOINT is not a ROLLBACK
             await self._savepoint(sql)
             return

@@ -330,3 +330,48 @@ def test_qps_limit_holds_within_ten_percent_under_five_times_the_load(
         assert 'dbmesh_rate_limit_rejected_total{resource="user:limited"}' in _metrics(proc)
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("database", ["gov_gate_pg", "gov_gate_pg_sharded"])
+def test_postgresql_extended_protocol_and_pipelines_under_read_only(
+        database: str, postgres: PostgreSQL, tmp_path: Path) -> None:
+    physical = {"ds_0": "gov_gate_pg_0", "ds_1": "gov_gate_pg_1"}
+    config = write_sharded_config(
+        tmp_path / "conf", postgres,
+        {"gov_gate_pg_sharded": sharded_database("gov_gate_pg_sharded", "postgresql", postgres, physical,
+                                                 [_sharding()])},
+        pg_databases={"gov_gate_pg": postgres})
+    for db in (*physical.values(), "gov_gate_pg"):
+        run_statements(postgres, db, ["DROP TABLE IF EXISTS t_item",
+                                      "CREATE TABLE t_item (id INT PRIMARY KEY, v INT)"])
+    proc = start_sharded_dbmesh(config, postgresql=True)
+    try:
+        conn = _pg(proc, database)
+        conn.execute("INSERT INTO t_item (id, v) VALUES (%s, %s)", (1, 10), prepare=True)
+        conn.execute("SET CLUSTER STATE READ_ONLY")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO t_item (id, v) VALUES (%s, %s)", (2, 20), prepare=True)
+        assert conn.execute("SELECT v FROM t_item WHERE id = %s", (1,), prepare=True).fetchall() == [(10,)]
+        # A pipeline: the refused write fails alone; the reads around it are answered in order.
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            with conn.pipeline():
+                first = conn.execute("SELECT v FROM t_item WHERE id = %s", (1,))
+                conn.execute("INSERT INTO t_item (id, v) VALUES (%s, %s)", (3, 30))
+        assert first.fetchall() == [(10,)]
+        with conn.pipeline():
+            reads = [conn.execute("SELECT v + %s FROM t_item WHERE id = 1", (k,)) for k in range(5)]
+        assert [r.fetchall() for r in reads] == [[(10 + k,)] for k in range(5)]
+        # In a transaction: the refusal fails it as the server would (sharded) or leaves it as it is (one data
+        # source, whose transaction dbmesh did not touch); ROLLBACK ends it either way.
+        conn.autocommit = False
+        conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("UPDATE t_item SET v = 0 WHERE id = 1")
+        conn.rollback()
+        conn.autocommit = True
+        conn.execute("SET CLUSTER STATE OK")
+        conn.execute("INSERT INTO t_item (id, v) VALUES (%s, %s)", (2, 20), prepare=True)
+        assert conn.execute("SELECT COUNT(*) FROM t_item").fetchall() == [(2,)]
+        conn.close()
+    finally:
+        proc.stop()
