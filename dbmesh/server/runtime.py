@@ -28,6 +28,7 @@ from dbmesh.server.pg_frontend import PgFrontend
 from dbmesh.server.tls import server_context
 from dbmesh.session.pg_session import PgSession
 from dbmesh.traffic.governor import TrafficGovernor
+from dbmesh.traffic.rules import ControlBehavior
 
 if TYPE_CHECKING:
     from dbmesh.governance.cluster import ClusterGovernor
@@ -79,6 +80,7 @@ class Runtime:
         self._standalone_id: str | None = None
         self.traffic: TrafficGovernor | None = TrafficGovernor.build(config, self.metrics, None)
         self.guarded = False
+        self.traffic_waits = False
         self._update_guard()
         self.config_files: dict[str, str] | None = None  # the texts this process loaded (standalone SET DIST VARIABLE)
 
@@ -166,6 +168,10 @@ class Runtime:
 
     def _update_guard(self) -> None:
         self.guarded = self.node_state != "OK" or self.cluster_state != "OK" or self.traffic is not None
+        traffic = self.traffic
+        # Whether some flow rule may make a statement wait (QUEUE): sessions then admit statements in a task.
+        self.traffic_waits = traffic is not None and any(
+            rule.control_behavior is ControlBehavior.QUEUE for rule in traffic.rules.flow_rules)
 
     @property
     def node_id(self) -> str:

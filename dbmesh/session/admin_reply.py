@@ -12,10 +12,11 @@ from dbmesh.protocol.mysql.packets import ColumnDefinition41, text_result_set
 from dbmesh.protocol.postgresql.messages import FieldDescription, RowDescription
 
 
-def mysql_reply(result: AdminResult, collation: int, status: int, deprecate_eof: bool) -> bytes:
+def mysql_reply(result: AdminResult, collation: int, status: int, deprecate_eof: bool,
+                extended_metadata: bool = False) -> bytes:
     """The whole text result set, sequence ids from 1, as the server sends one for a COM_QUERY."""
     cols = [ColumnDefinition41(name, ColumnType.VAR_STRING, collation, 1024) for name in result.columns]
-    payloads = text_result_set(cols, [list(r) for r in result.rows], status, deprecate_eof)
+    payloads = text_result_set(cols, [list(r) for r in result.rows], status, deprecate_eof, extended_metadata)
     return b"".join(build_packet(p, (i + 1) & 0xFF) for i, p in enumerate(payloads))
 
 

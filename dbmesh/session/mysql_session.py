@@ -35,6 +35,7 @@ from dbmesh.protocol.mysql.constants import (
     Capability,
     ColumnType,
     Command,
+    MariaDBCapability,
     Status,
 )
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
@@ -112,6 +113,8 @@ class MySQLSession:
         self.collation = collation
         self.deprecate_eof = bool(capabilities & Capability.DEPRECATE_EOF)
         self.ext_capabilities = ext_capabilities
+        # MariaDB's extended column metadata was negotiated: column definitions dbmesh writes itself carry it too.
+        self.extended_metadata = bool(ext_capabilities & MariaDBCapability.EXTENDED_METADATA)
         # Backend connections must agree with the client on every flag that shapes the bytes we forward.
         self.key = (capabilities & int(BACKEND_SHAPING_CAPABILITIES) | (ext_capabilities << 32), collation)
         self.database = database
@@ -321,7 +324,8 @@ class MySQLSession:
         if isinstance(result, Done):
             self._ok()
             return
-        self.frontend.write(mysql_reply(result, self.collation, self.status, self.deprecate_eof))
+        self.frontend.write(mysql_reply(result, self.collation, self.status, self.deprecate_eof,
+                                        self.extended_metadata))
         self._next()
 
     def _prepared_type(self, stmt_id: bytes) -> str:
@@ -862,7 +866,7 @@ class MySQLSession:
         cols = [ColumnDefinition41("Database", ColumnType.VAR_STRING, self.collation, 256, 1, 0, "information_schema",
                                    "SCHEMATA", "SCHEMATA", "SCHEMA_NAME")]
         rows = [[name] for name in self.runtime.config.databases]
-        payloads = text_result_set(cols, rows, self.status, self.deprecate_eof)
+        payloads = text_result_set(cols, rows, self.status, self.deprecate_eof, self.extended_metadata)
         self.frontend.write(b"".join(build_packet(p, i + 1) for i, p in enumerate(payloads)))
         self._next()
 

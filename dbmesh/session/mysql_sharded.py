@@ -604,7 +604,7 @@ class ShardedMySQL:
             from dbmesh.session.admin_reply import mysql_reply
 
             self.session.frontend.write(mysql_reply(result, self.session.collation, self.status,
-                                                    self.session.deprecate_eof))
+                                                    self.session.deprecate_eof, self.session.extended_metadata))
         else:
             self.hint = apply_hint_change(self.hint, result)
             self._send_ok(0, 0, b"")
@@ -653,7 +653,8 @@ class ShardedMySQL:
         tables = {a: lg for u in plan.units for a, lg in u.tables}
         columns = [_rename_column(c, tables, self.database.name) for c in columns[:visible]]
         if len(param_defs) != n:
-            param_defs = [ColumnDefinition41("?", ColumnType.VAR_STRING, 63, 0).encode()] * n
+            param_def = ColumnDefinition41("?", ColumnType.VAR_STRING, 63, 0)
+            param_defs = [param_def.encode(self.session.extended_metadata)] * n
         self._next_stmt += 1
         stmt_id = self._next_stmt
         self.prepared[stmt_id.to_bytes(4, "little")] = _Prepared(sql, n, columns)

@@ -19,8 +19,10 @@ import asyncio
 import logging
 import secrets
 import struct
+from collections import deque
+from collections.abc import Iterator
 from time import perf_counter, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbmesh import errors
 from dbmesh._wire.pg_framing import build_message
@@ -169,6 +171,8 @@ class PgSession:
         self._continuing = False  # the gate passed the first part of a request; the rest follows unchecked
         self._skip_to_sync = False  # the gate refused the first part of a request; the rest is dropped
         self._local_statements: dict[bytes, str] = {}  # statements dbmesh answers itself (governance DistSQL)
+        # Tickets of requests the gate admitted without a task, oldest first: [ReadyForQuery still due, tickets].
+        self._inflight: deque[list[Any]] = deque()
         self.pid = runtime.next_pg_pid()
         self.secret = secrets.token_bytes(4)
 
@@ -243,6 +247,21 @@ class PgSession:
         rt = self.runtime
         if self._generation != rt.generation and not self.running:
             self._refresh_config()
+        if rt.guarded and self.sharded is None and self._gate_task is None and self._removed_database is None \
+                and not self._skip_to_sync and rt.traffic_waits is False and not self._has_governance(messages):
+            # The gate without a task: no rule can make a statement wait, so each is admitted or rewritten into
+            # its refusal now, and the request is forwarded as usual (pipelining kept).
+            tickets: list[gate.Ticket] = []
+            messages = self._admit_now(messages, tickets)
+            if tickets:
+                ends = sum(1 for m, _ in messages if m == _Q or m == _S)
+                if ends:
+                    self._inflight.append([ends, tickets])
+                else:
+                    for ticket in tickets:
+                        ticket.abandon(rt)  # a request whose end comes later: its outcome is not followed
+            self._pass(messages)
+            return
         if (rt.guarded and self.sharded is None) or self._removed_database is not None or \
                 self._gate_task is not None or self._has_governance(messages):
             self._held.extend(messages)
@@ -376,51 +395,76 @@ class PgSession:
             for ticket in tickets:
                 ticket.finish(rt, self._lost)
 
-    async def _admit_unit(self, unit: list[tuple[int, bytes]], tickets: list[gate.Ticket]) -> list[tuple[int, bytes]]:
-        """Run the gate for every statement a request executes. The first refused one is rewritten into a statement
-        that makes the data source raise dbmesh's error, so that the error comes in its place, the statements before
-        it are answered, the rest are skipped to Sync and a transaction fails, all exactly as on the server."""
-        rt = self.runtime
+    def _executions(self, unit: list[tuple[int, bytes]]) -> Iterator[tuple[int, int, bytes, str | None, int, bytes]]:
+        """Each message of a request that runs a statement: (index, type, payload, statement text, index of the Bind
+        that made its portal in this request or -1, portal name)."""
         parsed: dict[bytes, str] = {}
         bind_at, bind_sql, portal = -1, None, b""
         for i, (mtype, payload) in enumerate(unit):
             if mtype == _P:
                 name, _, rest = payload.partition(b"\x00")
                 parsed[name] = rest.partition(b"\x00")[0].decode("utf-8", "replace")
-                continue
-            if mtype == _B:
+            elif mtype == _B:
                 portal, _, rest = payload.partition(b"\x00")
                 statement = rest.partition(b"\x00")[0]
                 bind_at, bind_sql = i, parsed.get(statement) or self._statement_sql(statement)
-                continue
-            if mtype == _Q:
-                sql: str | None = payload[:-1].decode("utf-8", "replace")
+            elif mtype == _Q:
+                yield i, mtype, payload, payload[:-1].decode("utf-8", "replace"), -1, b""
             elif mtype == _E:
-                sql = bind_sql
-            else:
-                continue
+                yield i, mtype, payload, bind_sql, bind_at, portal
+
+    def _admit_one(self, sql: str | None) -> gate.Ticket | None:
+        return gate.admit(self.runtime, user=self.user, database=self.database.name,
+                          stmt_type=classify_cached(sql).type if sql else "other", sql=sql, dialect="postgres",
+                          data_sources=(self.data_source.name,))
+
+    def _refused(self, unit: list[tuple[int, bytes]], i: int, mtype: int, payload: bytes, bind_at: int,
+                 portal: bytes, exc: errors.DbMeshError) -> list[tuple[int, bytes]]:
+        """The request with its refused statement rewritten into a statement that makes the data source raise
+        dbmesh's error: the error comes in its place, the statements before it are answered, the rest are skipped
+        to Sync and a transaction fails, all exactly as on the server."""
+        self.runtime.metrics.error(exc.entry.code, "postgresql")
+        raise_sql = _raise_statement(exc).encode()
+        if mtype == _Q:
+            return [*unit[:i], (_Q, raise_sql + b"\x00"), *unit[i + 1:]]
+        parse = (_P, b"\x00" + raise_sql + b"\x00\x00\x00")
+        if bind_at < 0:  # Execute of a portal bound in an earlier request: bind that name anew
+            portal = payload.partition(b"\x00")[0]
+            return [*unit[:i], parse, (_B, portal + b"\x00\x00" + b"\x00\x00" * 3), *unit[i:]]
+        return [*unit[:bind_at], parse, (_B, portal + b"\x00\x00" + b"\x00\x00" * 3), *unit[bind_at + 1:]]
+
+    def _admit_now(self, unit: list[tuple[int, bytes]], tickets: list[gate.Ticket]) -> list[tuple[int, bytes]]:
+        """The gate for every statement of a request, when no rule can make one wait (no QUEUE behaviour)."""
+        for i, mtype, payload, sql, bind_at, portal in self._executions(unit):
+            try:
+                ticket = self._admit_one(sql)
+            except errors.DbMeshError as exc:
+                return self._refused(unit, i, mtype, payload, bind_at, portal, exc)
+            if ticket is not None:
+                tickets.append(ticket)
+        return unit
+
+    async def _admit_unit(self, unit: list[tuple[int, bytes]], tickets: list[gate.Ticket]) -> list[tuple[int, bytes]]:
+        """The gate for every statement of a request, waiting where a QUEUE rule says so."""
+        for i, mtype, payload, sql, bind_at, portal in self._executions(unit):
             ticket: gate.Ticket | None = None
             try:
-                ticket = gate.admit(rt, user=self.user, database=self.database.name,
-                                    stmt_type=classify_cached(sql).type if sql else "other", sql=sql,
-                                    dialect="postgres", data_sources=(self.data_source.name,))
+                ticket = self._admit_one(sql)
                 if ticket is not None and ticket.admission is not None:
                     await gate.wait_admission(ticket.admission)
             except errors.DbMeshError as exc:
                 if ticket is not None:
-                    ticket.abandon(rt)
-                self.runtime.metrics.error(exc.entry.code, "postgresql")
-                raise_sql = _raise_statement(exc).encode()
-                if mtype == _Q:
-                    return [*unit[:i], (_Q, raise_sql + b"\x00"), *unit[i + 1:]]
-                parse = (_P, b"\x00" + raise_sql + b"\x00\x00\x00")
-                if bind_at < 0:  # Execute of a portal bound in an earlier request: bind that name anew
-                    portal = payload.partition(b"\x00")[0]
-                    return [*unit[:i], parse, (_B, portal + b"\x00\x00" + b"\x00\x00" * 3), *unit[i:]]
-                return [*unit[:bind_at], parse, (_B, portal + b"\x00\x00" + b"\x00\x00" * 3), *unit[bind_at + 1:]]
+                    ticket.abandon(self.runtime)
+                return self._refused(unit, i, mtype, payload, bind_at, portal, exc)
             if ticket is not None:
                 tickets.append(ticket)
         return unit
+
+    def _finish_inflight(self, backend_failed: bool) -> None:
+        inflight, self._inflight = self._inflight, deque()
+        for _, tickets in inflight:
+            for ticket in tickets:
+                ticket.finish(self.runtime, backend_failed)
 
     async def _governance(self, unit: list[tuple[int, bytes]], sql: str) -> None:
         """Answer a request that runs one governance statement, in either query protocol."""
@@ -474,6 +518,14 @@ class PgSession:
         self.frontend.write(b"".join(out))
 
     def _complete_unit(self) -> None:
+        inflight = self._inflight
+        if inflight:
+            head = inflight[0]
+            head[0] -= 1
+            if not head[0]:
+                inflight.popleft()
+                for ticket in head[1]:
+                    ticket.finish(self.runtime, self._lost)
         done = self._unit_done
         if done is not None and not done.done():
             done.set_result(None)
@@ -960,6 +1012,8 @@ class PgSession:
 
     def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
         self._lost = True
+        if self._inflight:
+            self._finish_inflight(backend_failed=True)
         mid = conn.scanner.mid_message()
         in_txn = self.tx_status != _I or self.pinned
         awaiting = self.awaiting
@@ -1028,6 +1082,8 @@ class PgSession:
             return
         self.closed = True
         self._complete_unit()
+        if self._inflight:
+            self._finish_inflight(backend_failed=False)
         if self.sharded is not None:
             self.sharded.close()
         conn, self.conn = self.conn, None

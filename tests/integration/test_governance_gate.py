@@ -375,3 +375,26 @@ def test_postgresql_extended_protocol_and_pipelines_under_read_only(
         conn.close()
     finally:
         proc.stop()
+
+
+def test_result_sets_dbmesh_writes_itself_carry_mariadb_extended_metadata(states_mesh: DbMeshProcess) -> None:
+    """MariaDB Connector/C (mysqlclient) negotiates extended column metadata: every column definition dbmesh builds
+    itself must carry it, or the client reads a malformed packet."""
+    import MySQLdb
+
+    conn = MySQLdb.connect(host=states_mesh.host, port=states_mesh.port, user="root", password="rootpw",
+                           database=DB)
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW DATABASES")
+        assert {r[0] for r in cur.fetchall()} >= {DB, "gov_gate_pg"}
+        cur.execute("SHOW COMPUTE NODES")
+        assert cur.fetchall()[0][2] == "OK" and cur.description[0][0] == "instance_id"
+        cur.execute("SHOW DIST VARIABLES LIKE 'sql_show'")
+        assert cur.fetchall() == (("sql_show", "false"),)
+        cur.execute("SHOW SHARDING TABLE RULES")
+        assert [r[0] for r in cur.fetchall()] == ["t_item"]
+        cur.execute("SELECT COUNT(*) FROM t_item")
+        assert cur.fetchall() == ((0,),)
+    finally:
+        conn.close()

@@ -272,12 +272,14 @@ class ColumnDefinition41:
     org_table: str = ""
     org_name: str = ""
 
-    def encode(self) -> bytes:
+    def encode(self, extended_metadata: bool = False) -> bytes:
+        """The payload; with MariaDB's MARIADB_CLIENT_EXTENDED_METADATA negotiated, an (empty) type-info string
+        sits between the names and the fixed-length fields, as MariaDB sends it and Connector/C expects it."""
         return b"".join((
             lenenc_bytes(b"def"), lenenc_bytes(self.schema.encode()), lenenc_bytes(self.table.encode()),
             lenenc_bytes(self.org_table.encode()), lenenc_bytes(self.name.encode()),
             lenenc_bytes((self.org_name or self.name).encode()),
-            b"\x0c", struct.pack("<HIBHB", self.charset, self.length, self.type, self.flags, self.decimals), b"\x00\x00",
+            b"\x00\x0c" if extended_metadata else b"\x0c", struct.pack("<HIBHB", self.charset, self.length, self.type, self.flags, self.decimals), b"\x00\x00",
         ))
 
     @classmethod
@@ -306,10 +308,10 @@ def text_row(values: Sequence[str | bytes | None]) -> bytes:
 
 
 def text_result_set(columns: Sequence[ColumnDefinition41], rows: Sequence[Sequence[str | bytes | None]],
-                    status: int, deprecate_eof: bool) -> list[bytes]:
+                    status: int, deprecate_eof: bool, extended_metadata: bool = False) -> list[bytes]:
     """Payloads of a complete text result set (column count, definitions, [EOF], rows, terminator)."""
     out = [lenenc_int(len(columns))]
-    out += [c.encode() for c in columns]
+    out += [c.encode(extended_metadata) for c in columns]
     if not deprecate_eof:
         out.append(eof_packet(status))
     out += [text_row(r) for r in rows]
