@@ -182,7 +182,7 @@ class MySQLSession:
         cmd = frame[4]
         stmt = None
         rt = self.runtime
-        if self.sharded is not None or rt.guarded or self._generation != rt.generation:
+        if self.sharded is not None or self._generation != rt.generation:
             self._dispatch(frame[4:], 0)
             return
         if cmd == _COM_STMT_EXECUTE:
@@ -196,6 +196,17 @@ class MySQLSession:
         if stmt is None:
             self._dispatch(frame[4:], 0)
             return
+        if rt.guarded:
+            if rt.traffic_waits or self._removed_database is not None:
+                self._dispatch(frame[4:], 0)  # may have to wait, or to refuse: the general path does both
+                return
+            try:
+                self._ticket = gate.admit(rt, user=self.user, database=self._db_label, stmt_type=stmt.stmt_type,
+                                          sql=stmt.sql or None, dialect="mysql",
+                                          data_sources=(self._ds_name,) if self._ds is not None else ())
+            except errors.DbMeshError as exc:
+                self._error(exc)
+                return
         conn, ds = self.conn, self._ds
         if conn is not None and ds is not None and not conn.broken and conn.data_source is ds \
                 and conn.schema == self._want_schema and conn.vars == self.vars and stmt.start < conn.expires_at \
