@@ -106,7 +106,8 @@ async def _show_nodes(m: re.Match[str], rt: Runtime, user: str) -> AdminResult:
     governor = rt.governor
     if governor is None:
         srv = rt.config.server
-        rows.append((rt.node_id, f"{srv.mysql.host}:{srv.mysql.port}", rt.node_state, "Standalone", "", "",
+        rows.append((rt.node_id, f"{srv.mysql.host}:{srv.mysql.port}", rt.node_state, "Standalone", "",
+                     ",".join(srv.labels),
                      __version__, str(rt.config_version), _started(rt.started_at), rt.config_error or ""))
     else:
         for node in governor.compute_nodes():

@@ -542,6 +542,7 @@ def _load_server(g: YamlGlobal, props: Mapping[str, Any], doc: _Document, base_d
             max_packet_size=limits.max_packet_size, max_connections=max_connections,
             auth_timeout_seconds=limits.auth_timeout_seconds, shutdown_timeout_seconds=limits.shutdown_timeout_seconds),
         multiplexing=d.multiplexing,
+        labels=tuple(d.labels),
     )
 
 

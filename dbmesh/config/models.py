@@ -221,6 +221,8 @@ class ServerSettings(_Snapshot):
     limits: Limits = Field(default_factory=lambda: Limits(), description="Resource limits.")
     multiplexing: bool = Field(
         default=True, description="Share backend connections between idle sessions that hold no session state.")
+    labels: tuple[str, ...] = Field(
+        default=(), description="Labels of this compute node in the registry (SHOW COMPUTE NODES), e.g. zone or app.")
 
 
 class Config(_Snapshot):
@@ -393,6 +395,8 @@ class YamlDbMesh(_Yaml):
     slow_query_log: YamlSlowQueryLog = Field(default_factory=lambda: YamlSlowQueryLog(), description="Slow query log.")
     limits: YamlLimits = Field(default_factory=lambda: YamlLimits(), description="Resource limits.")
     multiplexing: bool = Field(default=True, description="Share stateless backend connections between idle sessions.")
+    labels: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Compute-node labels shown by SHOW COMPUTE NODES (Cluster mode).")
 
 
 class YamlGlobal(_Yaml):

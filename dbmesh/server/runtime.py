@@ -314,7 +314,7 @@ class Runtime:
         local_global = local.read_text(encoding="utf-8") if local.is_file() else None
         srv = self.config.server
         self.governor = ClusterGovernor(self, self.config, local_global,
-                                        address=f"{srv.mysql.host}:{srv.mysql.port}")
+                                        address=f"{srv.mysql.host}:{srv.mysql.port}", labels=srv.labels)
         config = await self.governor.start()
         if config is not self.config:
             self.apply_config(config, self.governor.config_version)

@@ -53,7 +53,7 @@ def _mode(ensemble: ZooKeeperEnsemble, namespace: str) -> dict[str, Any]:
 def _sidecar_config(tmp: Path, name: str, mariadb: MariaDB, ensemble: ZooKeeperEnsemble, namespace: str) -> Any:
     return write_sharded_config(tmp / name, mariadb, {DB: sharded_database(DB, "mysql", mariadb, PHYSICAL,
                                                                            _rules("ds_${id % 2}"))},
-                                global_overrides=_mode(ensemble, namespace))
+                                global_overrides=_mode(ensemble, namespace), dbmesh={"labels": ["zone-a"]})
 
 
 def _cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
@@ -177,6 +177,8 @@ def test_push_is_applied_by_both_sidecars_within_a_second_without_client_errors(
             cur.execute("SHOW COMPUTE NODES")
             nodes = cur.fetchall()
         assert len(nodes) == 2 and {n[2] for n in nodes} == {"OK"}
+        assert sorted(n[5] for n in nodes) == ["", "zone-a"]  # a's own labels; b has none
+        assert len({n[4] for n in nodes}) == 2  # distinct Snowflake worker ids
         # Roll back: both return to the first rules.
         rolled = _cli("rollback", "--to", "1", config=base)
         assert rolled.returncode == 0, rolled.stderr
