@@ -298,3 +298,66 @@ def test_data_sources_added_and_removed_live_open_and_drain_their_pools(
         # The data source's connections were closed on the server side too.
         processes = mariadb.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = 'gov_extra_0'")
         assert processes == [(0,)], processes
+
+
+def _wait_for(check: Any, timeout: float = 5.0) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, "not reached in time"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_operator_controls_through_sql_reach_every_sidecar(
+        data: None, mariadb: MariaDB, zookeeper: ZooKeeperEnsemble, zk_namespace: str, tmp_path: Path) -> None:
+    with _two_sidecars(tmp_path, mariadb, zookeeper, zk_namespace) as (a, b, _base):
+        ca, cb = _connect(a), _connect(b)
+
+        def rows(conn: Any, sql: str) -> Any:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+
+        # SET DIST VARIABLE on one sidecar is validated, published and applied by both.
+        with ca.cursor() as cur:
+            cur.execute("SET DIST VARIABLE max_connections_size_per_query = 3")
+        assert _wait_for(lambda: rows(cb, "SHOW DIST VARIABLE WHERE NAME = max_connections_size_per_query")
+                         == (("max_connections_size_per_query", "3"),)) < 1.0
+        with pytest.raises(pymysql.MySQLError) as info:
+            with ca.cursor() as cur:
+                cur.execute("SET DIST VARIABLE max_connections_size_per_query = 0")
+        assert "max-connections-size-per-query" in info.value.args[1]
+        assert rows(cb, "SHOW DIST VARIABLE WHERE NAME = max_connections_size_per_query")[0][1] == "3"
+        # READ_ONLY set on a is enforced on b.
+        with ca.cursor() as cur:
+            cur.execute("SET CLUSTER STATE READ_ONLY")
+        _wait_for(lambda: rows(cb, "SHOW CLUSTER STATE") == (("READ_ONLY",),))
+        with pytest.raises(pymysql.MySQLError) as info:
+            with cb.cursor() as cur:
+                cur.execute("INSERT INTO t_item (id, v) VALUES (100, 1)")
+        assert info.value.args[0] == 1290
+        assert rows(cb, "SELECT COUNT(*) FROM t_item") == ((4,),)
+        with cb.cursor() as cur:
+            cur.execute("UNLOCK CLUSTER")
+        _wait_for(lambda: rows(ca, "SHOW CLUSTER STATE") == (("OK",),))
+        # a disables b: b refuses statements, a serves; a enables b again.
+        b_id = next(n[0] for n in rows(ca, "SHOW COMPUTE NODES") if n[1].endswith(f":{b.port}"))
+        with ca.cursor() as cur:
+            cur.execute(f"DISABLE COMPUTE NODE '{b_id}'")
+
+        def b_refuses() -> bool:
+            try:
+                rows(cb, "SELECT 1")
+            except pymysql.MySQLError as exc:
+                return bool(exc.args[0] == 30003)
+            return False
+
+        _wait_for(b_refuses)
+        assert rows(ca, "SELECT COUNT(*) FROM t_item") == ((4,),)
+        assert {n[0]: n[2] for n in rows(ca, "SHOW COMPUTE NODES")}[b_id] == "DISABLED"
+        with ca.cursor() as cur:
+            cur.execute(f"ENABLE COMPUTE NODE '{b_id}'")
+        _wait_for(lambda: not b_refuses())
+        assert rows(cb, "SELECT COUNT(*) FROM t_item") == ((4,),)
+        ca.close()
+        cb.close()
