@@ -92,6 +92,32 @@ class StatementStats(Collector):
         yield errs
 
 
+class RateLimitStats(Collector):
+    """Flow-rule counters per resource as plain lists [passed, rejected, queued], exported when scraped.
+
+    A limiter counts every statement a rule lets through; a list increment keeps that off the statement path's
+    budget where a labelled Counter child's inc() (a lock and several calls) would not. Single writer: the
+    event loop.
+    """
+
+    _FAMILIES = (
+        ("dbmesh_rate_limit_passed", "Statements a flow rule let through (at once or after waiting)."),
+        ("dbmesh_rate_limit_rejected", "Statements a flow rule refused (including waits that ran out)."),
+        ("dbmesh_rate_limit_queued", "Statements a flow rule made wait."),
+    )
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[int]] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        rows = list(self.rows.items())
+        for i, (name, documentation) in enumerate(self._FAMILIES):
+            family = CounterMetricFamily(name, documentation, labels=["resource"])
+            for resource, row in rows:
+                family.add_metric([resource], row[i])
+            yield family
+
+
 _N_BUCKETS = len(STATEMENT_BUCKETS)
 
 
@@ -125,10 +151,7 @@ class Metrics:
         "_errors",
         "_pool_timeouts",
         "_pool_wait",
-        "_rate_children",
-        "_rate_passed",
-        "_rate_queued",
-        "_rate_rejected",
+        "_rate_stats",
         "_statement_stats",
         "registry",
     )
@@ -166,14 +189,8 @@ class Metrics:
         self._breaker_transitions = Counter(
             "dbmesh_circuit_breaker_transitions_total", "Circuit breaker state changes, by the state entered.",
             ("resource", "to"), registry=r)
-        self._rate_passed = Counter(
-            "dbmesh_rate_limit_passed_total", "Statements a flow rule let through (at once or after waiting).",
-            ("resource",), registry=r)
-        self._rate_rejected = Counter(
-            "dbmesh_rate_limit_rejected_total", "Statements a flow rule refused (including waits that ran out).",
-            ("resource",), registry=r)
-        self._rate_queued = Counter(
-            "dbmesh_rate_limit_queued_total", "Statements a flow rule made wait.", ("resource",), registry=r)
+        self._rate_stats = RateLimitStats()
+        r.register(self._rate_stats)
         self._config_version = Gauge(
             "dbmesh_config_version", "Version of the configuration in use (the registry's; 0 when standalone).",
             registry=r)
@@ -192,7 +209,6 @@ class Metrics:
 
         self._client_children: dict[str, tuple[Gauge, Counter]] = {}
         self._backend_children: dict[str, tuple[Gauge, Gauge]] = {}
-        self._rate_children: dict[str, tuple[Counter, Counter, Counter]] = {}
         self._cluster_states_seen: set[str] = set(CLUSTER_STATES)
 
     # -- statements (hot path) ------------------------------------------------------------------------------------
@@ -283,24 +299,22 @@ class Metrics:
         except KeyError:
             pass
 
-    def rate_limit_counters(self, resource: str) -> tuple[Counter, Counter, Counter]:
-        """The (passed, rejected, queued) counter children of a flow rule's resource, created at 0; the limiter
-        keeps them and calls inc(). The same triple is returned on every call, so a rebuilt limiter counts on."""
-        children = self._rate_children.get(resource)
-        if children is None:
-            children = (self._rate_passed.labels(resource), self._rate_rejected.labels(resource),
-                        self._rate_queued.labels(resource))
-            self._rate_children[resource] = children
-        return children
+    def rate_limit_row(self, resource: str) -> list[int]:
+        """The [passed, rejected, queued] counts of a flow rule's resource, created at 0; the limiter keeps the
+        list and increments it. The same list is returned on every call, so a rebuilt limiter counts on."""
+        row = self._rate_stats.rows.get(resource)
+        if row is None:
+            row = self._rate_stats.rows[resource] = [0, 0, 0]
+        return row
 
     def rate_limit_passed(self, resource: str) -> None:
-        self.rate_limit_counters(resource)[0].inc()
+        self.rate_limit_row(resource)[0] += 1
 
     def rate_limit_rejected(self, resource: str) -> None:
-        self.rate_limit_counters(resource)[1].inc()
+        self.rate_limit_row(resource)[1] += 1
 
     def rate_limit_queued(self, resource: str) -> None:
-        self.rate_limit_counters(resource)[2].inc()
+        self.rate_limit_row(resource)[2] += 1
 
     # -- configuration and cluster governance ---------------------------------------------------------------------
 

@@ -56,20 +56,29 @@ Listener = Callable[["CircuitBreaker", BreakerState, BreakerState], None]
 NOT_ADMITTED = -1  # enter(): the breaker refuses the statement
 PASSED = 0  # enter(): a normal statement (not a probe)
 
+# Module-level aliases: the per-statement path compares with these instead of looking members up on the classes.
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+_SLOW_REQUEST_RATIO, _ERROR_RATIO = BreakerGrade.SLOW_REQUEST_RATIO, BreakerGrade.ERROR_RATIO
+
 
 class CircuitBreaker:
     """One breaker for one resource. Not thread-safe: the event loop is the only caller."""
 
-    __slots__ = ("_clock", "_listeners", "_next_retry", "_probe_started", "_probe_ticket", "_state",
-                 "_window", "opened_at", "resource", "rule", "trip_detail")
+    __slots__ = ("_clock", "_count", "_grade", "_listeners", "_min_requests", "_next_retry", "_probe_started",
+                 "_probe_ticket", "_slow_grade", "_window", "opened_at", "resource", "rule", "state", "trip_detail")
 
     def __init__(self, rule: CircuitBreakerRule, resource: str | None = None, clock: Clock = time.monotonic) -> None:
         self.rule = rule
         self.resource = resource if resource is not None else rule.resource  # the name in metrics and errors
         self._clock = clock
-        sample_count = SLOW_SAMPLE_COUNT if rule.grade is BreakerGrade.SLOW_REQUEST_RATIO else ERROR_SAMPLE_COUNT
+        # The rule's fields the completion path reads, copied once (the rule is frozen).
+        self._grade = rule.grade
+        self._slow_grade = rule.grade is _SLOW_REQUEST_RATIO
+        self._count = rule.count
+        self._min_requests = rule.min_request_amount
+        sample_count = SLOW_SAMPLE_COUNT if self._slow_grade else ERROR_SAMPLE_COUNT
         self._window = SlidingWindow(sample_count, rule.stat_interval_ms)
-        self._state = BreakerState.CLOSED
+        self.state = _CLOSED  # read it, never assign it: only the breaker's own transitions change it
         self._next_retry = 0.0  # clock time from which an OPEN breaker lets a probe through
         self._probe_ticket = 0  # ticket of the probe in flight (tickets grow; 0 = no probe ever)
         self._probe_started = 0.0
@@ -87,13 +96,13 @@ class CircuitBreaker:
         self._listeners = [fn for fn in self._listeners if fn != listener]
 
     def _transition(self, to: BreakerState, now: float) -> None:
-        old = self._state
-        self._state = to
-        if to is BreakerState.OPEN:
+        old = self.state
+        self.state = to
+        if to is _OPEN:
             self._next_retry = now + self.rule.time_window_s
-            if old is BreakerState.CLOSED:
+            if old is _CLOSED:
                 self.opened_at = now
-        elif to is BreakerState.CLOSED:
+        elif to is _CLOSED:
             self.opened_at = None
             self._window.reset()
         for listener in tuple(self._listeners):
@@ -101,35 +110,31 @@ class CircuitBreaker:
 
     # -- admission ------------------------------------------------------------------------------------------------
 
-    @property
-    def state(self) -> BreakerState:
-        return self._state
-
     def _probe_lost(self, now: float) -> bool:
         return now - self._probe_started >= max(self.rule.time_window_s, LOST_PROBE_AFTER_S)
 
     def would_pass(self) -> bool:
         """What `try_pass()` would answer now, without changing anything (to check several breakers first)."""
-        state = self._state
-        if state is BreakerState.CLOSED:
+        state = self.state
+        if state is _CLOSED:
             return True
         now = self._clock()
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             return now >= self._next_retry
         return self._probe_lost(now)
 
     def enter(self) -> int:
         """Admit a statement: NOT_ADMITTED, PASSED, or a probe ticket (> 0) to hand back to `on_complete`."""
-        state = self._state
-        if state is BreakerState.CLOSED:
+        state = self.state
+        if state is _CLOSED:
             return PASSED
         now = self._clock()
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             if now < self._next_retry:
                 return NOT_ADMITTED
             self._probe_ticket += 1
             self._probe_started = now
-            self._transition(BreakerState.HALF_OPEN, now)
+            self._transition(_HALF_OPEN, now)
             return self._probe_ticket
         if not self._probe_lost(now):
             return NOT_ADMITTED
@@ -148,15 +153,15 @@ class CircuitBreaker:
     def retry_ms(self) -> int:
         """For a refused statement: ms until the breaker may let one through. OPEN: until HALF_OPEN. HALF_OPEN:
         timeWindow, the earliest a failing probe's re-opened breaker would probe again (sooner if it succeeds)."""
-        if self._state is BreakerState.OPEN:
+        if self.state is _OPEN:
             # Rounded first so that float noise (110 - 109.999 = 0.0010000000000048) does not add a millisecond.
             return max(0, math.ceil(round((self._next_retry - self._clock()) * 1000, 6)))
-        if self._state is BreakerState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             return math.ceil(self.rule.time_window_s * 1000)
         return 0
 
     def refusal_detail(self) -> str:
-        if self._state is BreakerState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             return f"half-open, a probe statement is in flight; opened on {self.trip_detail}"
         return self.trip_detail
 
@@ -168,48 +173,52 @@ class CircuitBreaker:
         A probe's breaker goes back to OPEN with its retry time already reached, so the next statement probes
         (Sentinel does the same when a probe is blocked by another rule). Other tickets need nothing.
         """
-        if ticket > PASSED and ticket == self._probe_ticket and self._state is BreakerState.HALF_OPEN:
+        if ticket > PASSED and ticket == self._probe_ticket and self.state is _HALF_OPEN:
             now = self._clock()
-            self._transition(BreakerState.OPEN, now)
+            self._transition(_OPEN, now)
             self._next_retry = now
 
     def on_complete(self, seconds: float, error: bool, ticket: int = PASSED) -> None:
         """Count a finished statement (`seconds` it took; `error` when the data source proved unhealthy)."""
-        now = self._clock()
-        rule = self.rule
-        slow_grade = rule.grade is BreakerGrade.SLOW_REQUEST_RATIO
-        rt_ms = seconds * 1000.0
-        slow = slow_grade and rt_ms > rule.count
-        bucket = self._window.current(now)
-        bucket.requests += 1
-        if error:
-            bucket.errors += 1
-        if slow:
-            bucket.slow += 1
+        self.complete_at(self._clock(), seconds, error, ticket)
 
-        state = self._state
-        if state is BreakerState.OPEN:
-            return
-        if state is BreakerState.HALF_OPEN:
-            if ticket <= PASSED or ticket != self._probe_ticket:
+    def complete_at(self, now: float, seconds: float, error: bool, ticket: int = PASSED) -> None:
+        """`on_complete` at clock time `now`, for a caller that read the clock once for several breakers."""
+        slow = self._slow_grade and seconds * 1000.0 > self._count
+        window = self._window
+        window.add(now, error, slow)
+        state = self.state
+        if state is _CLOSED:
+            requests = window.requests
+            if requests < self._min_requests:
                 return
-            if error:
-                self.trip_detail = "the probe statement failed"
-                self._transition(BreakerState.OPEN, now)
-            elif slow:
-                self.trip_detail = f"the probe statement took {rt_ms:.0f} ms > {rule.count:g} ms"
-                self._transition(BreakerState.OPEN, now)
+            # Sentinel's comparisons, on the window's running sums; the words are built only when it trips.
+            grade = self._grade
+            if grade is _ERROR_RATIO:
+                tripped = window.errors / requests > self._count
+            elif grade is _SLOW_REQUEST_RATIO:
+                ratio, threshold = window.slow / requests, self.rule.slow_ratio_threshold
+                tripped = ratio > threshold or ratio == threshold == 1.0
             else:
-                self._transition(BreakerState.CLOSED, now)
+                tripped = window.errors > self._count
+            if tripped:
+                detail = self._exceeded(Totals(requests, window.errors, window.slow))
+                if detail is not None:
+                    self.trip_detail = detail
+                    self._transition(_OPEN, now)
             return
-
-        totals = self._window.totals(now)
-        if totals.requests < rule.min_request_amount:
+        if state is _OPEN:
             return
-        detail = self._exceeded(totals)
-        if detail is not None:
-            self.trip_detail = detail
-            self._transition(BreakerState.OPEN, now)
+        if ticket <= PASSED or ticket != self._probe_ticket:
+            return
+        if error:
+            self.trip_detail = "the probe statement failed"
+            self._transition(_OPEN, now)
+        elif slow:
+            self.trip_detail = f"the probe statement took {seconds * 1000.0:.0f} ms > {self.rule.count:g} ms"
+            self._transition(_OPEN, now)
+        else:
+            self._transition(_CLOSED, now)
 
     def _exceeded(self, t: Totals) -> str | None:
         """The trip reason when the window's counts pass the threshold, else None (Sentinel's comparisons)."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dbmesh import errors
-from dbmesh.traffic.breaker import BreakerState, CircuitBreaker, Clock
+from dbmesh.traffic.breaker import PASSED, BreakerState, CircuitBreaker, Clock
 from dbmesh.traffic.limiter import NO_ADMISSION, Admission, Limiter, make_limiter
 from dbmesh.traffic.rules import (
     ALL_RESOURCES,
@@ -53,6 +53,13 @@ if TYPE_CHECKING:
     from dbmesh.observe.metrics import Metrics
 
 log = logging.getLogger("dbmesh.traffic")
+
+_CLOSED = BreakerState.CLOSED
+# (breaker, ticket from enter(), data source name or None for a table breaker): what a Probe holds per breaker.
+Entry = tuple[CircuitBreaker, int, str | None]
+# Distinct (user, database) pairs are bounded by configuration; the cap only guards against a caller that
+# passes something else, by starting the memo afresh.
+MAX_PLANS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +100,10 @@ class Probe:
 
     __slots__ = ("_entries",)
 
-    def __init__(self, entries: tuple[tuple[CircuitBreaker, int, str | None], ...]) -> None:
-        self._entries = entries  # (breaker, ticket from enter(), data source name or None for a table breaker)
+    def __init__(self, entries: tuple[Entry, ...]) -> None:
+        self._entries = entries  # the governor may share this tuple between probes: it is never changed
 
-    def take(self) -> tuple[tuple[CircuitBreaker, int, str | None], ...]:
+    def take(self) -> tuple[Entry, ...]:
         entries, self._entries = self._entries, ()
         return entries
 
@@ -117,7 +124,8 @@ class TrafficGovernor:
     """Circuit breakers and flow rules of one configuration snapshot. Used from the event loop only."""
 
     __slots__ = ("_all_limit", "_breaker_order", "_clock", "_database_limits", "_digest_limits", "_ds_breakers",
-                 "_limiters", "_metrics", "_sources", "_table_breakers", "_table_limits", "_user_limits", "rules")
+                 "_ds_entries", "_limiters", "_metrics", "_per_statement_limits", "_plans", "_sources",
+                 "_table_breakers", "_table_entries", "_table_limits", "_user_limits", "rules")
 
     def __init__(self, rules: TrafficRules, metrics: Metrics | None, clock: Clock) -> None:
         self.rules = rules
@@ -133,6 +141,13 @@ class TrafficGovernor:
         self._database_limits: dict[str, Limiter] = {}
         self._table_limits: dict[str, Limiter] = {}
         self._digest_limits: dict[str, Limiter] = {}
+        # The per-statement path reads these, derived once from the maps above (rules are immutable per governor):
+        # database -> data source -> the one-entry tuple a probe of a CLOSED breaker holds, and the same per table;
+        # (user, database) -> the limiters of '*', the user and the database, in admit() order.
+        self._ds_entries: dict[str, dict[str, tuple[Entry]]] = {}
+        self._table_entries: dict[str, tuple[Entry]] = {}
+        self._plans: dict[tuple[str, str], tuple[Limiter, ...]] = {}
+        self._per_statement_limits = False  # whether table or digest limits exist (matched per statement)
 
     # -- building -------------------------------------------------------------------------------------------------
 
@@ -149,6 +164,10 @@ class TrafficGovernor:
         if gov is not None and rules is not None:
             gov._build_breakers(rules, config, previous)
             gov._build_limiters(rules, previous)
+            gov._ds_entries = {db: {ds: ((breaker, PASSED, ds),) for ds, breaker in by_ds.items()}
+                               for db, by_ds in gov._ds_breakers.items()}
+            gov._table_entries = {table: ((breaker, PASSED, None),) for table, breaker in gov._table_breakers.items()}
+            gov._per_statement_limits = bool(gov._table_limits or gov._digest_limits)
         if previous is not None:
             previous._hand_over(gov)
         if gov is not None:
@@ -192,7 +211,7 @@ class TrafficGovernor:
             limiter = old.get(rule.resource)
             if limiter is None or limiter.rule != rule:
                 limiter = make_limiter(rule, self._clock)
-            limiter.bind(self._metrics.rate_limit_counters(rule.resource) if self._metrics is not None else None)
+            limiter.bind(self._metrics.rate_limit_row(rule.resource) if self._metrics is not None else None)
             self._limiters.append(limiter)
             resource = rule.resource
             if resource == ALL_RESOURCES:
@@ -255,26 +274,51 @@ class TrafficGovernor:
         when one of them refuses it; then no breaker's state has changed. Returns None when no breaker applies,
         else the Probe to hand to `record()` when the statement completes (or `abandon()` if it never runs).
         """
-        found: dict[CircuitBreaker, str | None] = {}
-        by_ds = self._ds_breakers.get(database)
+        first: tuple[Entry] | None = None  # the first breaker met, as the one-entry tuple a probe can hold
+        more: list[Entry] | None = None  # the others, when the statement meets several
+        by_ds = self._ds_entries.get(database)
         if by_ds is not None:
             for ds_name in data_sources:
-                breaker = by_ds.get(ds_name)
-                if breaker is not None:
-                    found.setdefault(breaker, ds_name)
-        if self._table_breakers:
+                single = by_ds.get(ds_name)
+                if single is not None:
+                    if first is None:
+                        first = single
+                    elif more is None:
+                        more = [single[0]]
+                    else:
+                        more.append(single[0])
+        by_table = self._table_entries
+        if by_table:
             for table in tables:
-                breaker = self._table_breakers.get(table.lower())
-                if breaker is not None:
-                    found.setdefault(breaker, None)
-        if not found:
+                single = by_table.get(table.lower())
+                if single is not None:
+                    if first is None:
+                        first = single
+                    elif more is None:
+                        more = [single[0]]
+                    else:
+                        more.append(single[0])
+        if first is None:
             return None
+        if more is None:
+            if first[0][0].state is _CLOSED:
+                return Probe(first)  # a CLOSED breaker passes everything, hands out no ticket and changes nothing
+            more = []
+        found: dict[CircuitBreaker, Entry] = {}  # each breaker once, with the first name it was met by
+        closed = True
+        for entry in (first[0], *more):
+            breaker = entry[0]
+            if breaker not in found:
+                found[breaker] = entry
+                closed = closed and breaker.state is _CLOSED
+        if closed:
+            return Probe(tuple(found.values()))
         # All first, so that a refusal by one breaker never leaves another one's probe granted.
-        for breaker, name in found.items():
+        for breaker, _, name in found.values():
             if not breaker.would_pass():
                 raise errors.DbMeshError(errors.CIRCUIT_OPEN, data_source=name if name is not None else breaker.resource,
                                          detail=breaker.refusal_detail(), retry_ms=breaker.retry_ms())
-        return Probe(tuple((breaker, breaker.enter(), name) for breaker, name in found.items()))
+        return Probe(tuple((breaker, breaker.enter(), name) for breaker, _, name in found.values()))
 
     def record(self, probe: Probe | None, seconds: float, error: bool, failed_data_sources: Iterable[str] = ()) -> None:
         """Report a statement's completion: how long it took, and whether it proved a data source unhealthy.
@@ -287,10 +331,18 @@ class TrafficGovernor:
         """
         if probe is None:
             return
-        failed = frozenset(failed_data_sources) if error else frozenset()
-        for breaker, ticket, name in probe.take():
-            failed_here = error and (not failed or name is None or name in failed)
-            breaker.on_complete(seconds, failed_here, ticket)
+        entries = probe._entries
+        if not entries:
+            return
+        probe._entries = ()
+        now = self._clock()  # once for every breaker (a governor's breakers run on its clock)
+        if not error:
+            for breaker, ticket, _ in entries:
+                breaker.complete_at(now, seconds, False, ticket)
+            return
+        failed = frozenset(failed_data_sources)
+        for breaker, ticket, name in entries:
+            breaker.complete_at(now, seconds, not failed or name is None or name in failed, ticket)
 
     def abandon(self, probe: Probe | None) -> None:
         """The statement checked with `probe` never ran (refused by a rate limit, cancelled before sending):
@@ -309,26 +361,23 @@ class TrafficGovernor:
         consumed from any rule. Otherwise returns the Admission (see `dbmesh.traffic.limiter.Admission`),
         which must be released when the statement finishes, fails, or is given up.
         """
-        if not self._limiters:
-            return NO_ADMISSION
-        matched: list[Limiter] = []
-        if self._all_limit is not None:
-            matched.append(self._all_limit)
-        limiter = self._user_limits.get(user)
-        if limiter is not None:
-            matched.append(limiter)
-        limiter = self._database_limits.get(database)
-        if limiter is not None:
-            matched.append(limiter)
-        if self._table_limits:
-            for table in tables:
-                limiter = self._table_limits.get(table.lower())
-                if limiter is not None and limiter not in matched:
+        plan = self._plans.get((user, database))
+        if plan is None:
+            plan = self._plan(user, database)
+        matched: tuple[Limiter, ...] | list[Limiter] = plan
+        if self._per_statement_limits:
+            matched = list(plan)
+            if self._table_limits:
+                for table in tables:
+                    limiter = self._table_limits.get(table.lower())
+                    if limiter is not None and limiter not in matched:
+                        matched.append(limiter)
+            if digest is not None and self._digest_limits:
+                limiter = self._digest_limits.get(digest.lower())
+                if limiter is not None:
                     matched.append(limiter)
-        if digest is not None and self._digest_limits:
-            limiter = self._digest_limits.get(digest.lower())
-            if limiter is not None:
-                matched.append(limiter)
+        if len(matched) == 1:
+            return matched[0].admit(self._clock())  # one rule: decide and take in one call
         if not matched:
             return NO_ADMISSION
         now = self._clock()
@@ -340,6 +389,15 @@ class TrafficGovernor:
         for limiter in matched:
             limiter.take(now, admission)
         return admission
+
+    def _plan(self, user: str, database: str) -> tuple[Limiter, ...]:
+        """The limiters that apply to every statement of `user` in `database`, memoised."""
+        plan = tuple(limiter for limiter in (self._all_limit, self._user_limits.get(user),
+                                             self._database_limits.get(database)) if limiter is not None)
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        self._plans[(user, database)] = plan
+        return plan
 
     # -- inspection -----------------------------------------------------------------------------------------------
 

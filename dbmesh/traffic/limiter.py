@@ -13,7 +13,8 @@
 
 Deciding is split in two so that one statement under several rules is refused without side effects:
 `refusal()` asks every limiter first (nothing changes), and only when all agree does `take()` consume tokens
-and permits. Single-threaded: both run on the event loop with nothing awaited in between.
+and permits. Single-threaded: both run on the event loop with nothing awaited in between. A statement under
+one rule only (the common case) takes the fused `admit()`, which decides and takes in one call.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from prometheus_client import Counter
-
 from dbmesh import errors
 from dbmesh.traffic.rules import ControlBehavior, FlowGrade, FlowRule
 
 Clock = Callable[[], float]  # monotonic seconds
-RateCounters = tuple[Counter, Counter, Counter]  # (passed, rejected, queued) metric children of one resource
+# [passed, rejected, queued] of one resource in the metrics (Metrics.rate_limit_row), incremented in place.
+RateRow = list[int]
 
 # Token arithmetic is in floats: a bucket refilled for exactly 1/count s may hold 0.9999999 tokens.
 _EPSILON = 1e-9
+_MIN_TOKENS = 1.0 - _EPSILON  # what a statement needs
 
 
 class Admission:
@@ -49,11 +50,11 @@ class Admission:
 
     __slots__ = ("_pending", "_permits", "_released", "wait_s", "waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, permit: ConcurrencyLimiter | None = None) -> None:
         self.wait_s = 0.0
         self.waiter: Awaitable[None] | None = None
-        self._permits: list[ConcurrencyLimiter] = []  # one entry per permit held
-        self._pending: list[_QueuedWait] = []
+        self._permits: list[ConcurrencyLimiter] = [permit] if permit is not None else []  # one entry per permit
+        self._pending: list[_QueuedWait] | None = None  # created by the first queued wait
         self._released = False
 
     @property
@@ -64,14 +65,18 @@ class Admission:
         if self._released:
             return
         self._released = True
-        for wait in self._pending:
-            wait.withdraw()
-        permits, self._permits = self._permits, []
-        for limiter in permits:
-            limiter.release_permit()
+        if self._pending:
+            for wait in self._pending:
+                wait.withdraw()
+        permits = self._permits
+        if permits:
+            self._permits = []
+            for limiter in permits:
+                limiter.release_permit()
 
 
-# The admission of a statement no flow rule applies to: holds nothing, so sharing it is safe.
+# The admission of a statement that holds nothing and need not wait (no flow rule applies, or only token
+# buckets do): sharing it is safe, since releasing it has nothing to give back.
 NO_ADMISSION = Admission()
 
 
@@ -104,7 +109,7 @@ class _Waiter:
     def __await__(self) -> Generator[Any, None, None]:
         admission = self._admission
         try:
-            for wait in tuple(admission._pending):
+            for wait in tuple(admission._pending or ()):
                 # The waits were queued together, so awaiting them one after another costs the longest, not the sum.
                 granted = yield from wait.future.__await__()
                 if not granted:
@@ -124,14 +129,14 @@ class Limiter:
         self.rule = rule
         self.resource = rule.resource
         self._clock = clock
-        self._metrics: RateCounters | None = None
+        self._metrics: RateRow | None = None
         self.passed = 0  # statements let through, at once or after waiting
         self.rejected = 0  # statements refused (for THREAD + QUEUE: also those whose wait ran out)
         self.queued = 0  # statements that had to wait
 
-    def bind(self, counters: RateCounters | None) -> None:
-        """Report to these metric children from now on (a limiter carried over to a new governor rebinds)."""
-        self._metrics = counters
+    def bind(self, row: RateRow | None) -> None:
+        """Count into this metrics row from now on (a limiter carried over to a new governor rebinds)."""
+        self._metrics = row
 
     def error(self, detail: str, *, count: bool = True) -> errors.DbMeshError:
         """The RATE_LIMITED error of this rule, counting the refusal unless it was counted already."""
@@ -142,17 +147,17 @@ class Limiter:
     def _rejected(self) -> None:
         self.rejected += 1
         if self._metrics is not None:
-            self._metrics[1].inc()
+            self._metrics[1] += 1
 
     def _passed(self) -> None:
         self.passed += 1
         if self._metrics is not None:
-            self._metrics[0].inc()
+            self._metrics[0] += 1
 
     def _queued(self) -> None:
         self.queued += 1
         if self._metrics is not None:
-            self._metrics[2].inc()
+            self._metrics[2] += 1
 
     def refusal(self, now: float) -> str | None:
         """Why a statement arriving at `now` would be refused, or None; changes nothing."""
@@ -161,6 +166,16 @@ class Limiter:
     def take(self, now: float, admission: Admission) -> None:
         """Let the statement through (after `refusal(now)` said None): consume, reserve or queue."""
         raise NotImplementedError
+
+    def admit(self, now: float) -> Admission:
+        """`refusal()` then `take()` for a statement no other rule applies to: its Admission, or raises the
+        RATE_LIMITED error (counted). Subclasses fuse the two where it saves work."""
+        why = self.refusal(now)
+        if why is not None:
+            raise self.error(why)
+        admission = Admission()
+        self.take(now, admission)
+        return admission
 
     @property
     def in_use(self) -> int:
@@ -176,27 +191,51 @@ class Limiter:
 class TokenBucket(Limiter):
     """QPS + REJECT."""
 
-    __slots__ = ("_capacity", "_last", "_tokens")
+    __slots__ = ("_capacity", "_last", "_rate", "_tokens")
 
     def __init__(self, rule: FlowRule, clock: Clock) -> None:
         super().__init__(rule, clock)
+        self._rate = rule.count  # tokens per second
         # At least one token, or a rule below 1 QPS (count 0.5: one statement every 2 s) would never pass.
         self._capacity = max(rule.count, 1.0) if rule.count > 0 else 0.0
         self._tokens = self._capacity
         self._last = clock()
 
-    def _refill(self, now: float) -> float:
-        if now > self._last:
-            self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rule.count)
-            self._last = now
-        return self._tokens
+    # The refill (the tokens accrued since the last statement, up to the capacity) is written out in both
+    # refusal() and admit(): they run per statement, and a helper call would cost as much as the arithmetic.
 
     def refusal(self, now: float) -> str | None:
-        return None if self._refill(now) >= 1.0 - _EPSILON else "no token left"
+        tokens = self._tokens
+        if now > self._last:
+            tokens += (now - self._last) * self._rate
+            if tokens > self._capacity:
+                tokens = self._capacity
+            self._tokens = tokens
+            self._last = now
+        return None if tokens >= _MIN_TOKENS else "no token left"
 
     def take(self, now: float, admission: Admission) -> None:
         self._tokens -= 1.0
-        self._passed()
+        self.passed += 1
+        if self._metrics is not None:
+            self._metrics[0] += 1
+
+    def admit(self, now: float) -> Admission:
+        # refusal() and take() in one; a token bucket gives the statement nothing to hold or wait for.
+        tokens = self._tokens
+        if now > self._last:
+            tokens += (now - self._last) * self._rate
+            if tokens > self._capacity:
+                tokens = self._capacity
+            self._last = now
+        if tokens < _MIN_TOKENS:
+            self._tokens = tokens
+            raise self.error("no token left")
+        self._tokens = tokens - 1.0
+        self.passed += 1
+        if self._metrics is not None:
+            self._metrics[0] += 1
+        return NO_ADMISSION
 
 
 class RateLimiter(Limiter):
@@ -235,10 +274,12 @@ class RateLimiter(Limiter):
 class ConcurrencyLimiter(Limiter):
     """THREAD + REJECT and THREAD + QUEUE."""
 
-    __slots__ = ("_in_use", "_waits")
+    __slots__ = ("_count", "_in_use", "_queue", "_waits")
 
     def __init__(self, rule: FlowRule, clock: Clock) -> None:
         super().__init__(rule, clock)
+        self._count = rule.count
+        self._queue = rule.control_behavior is ControlBehavior.QUEUE
         self._in_use = 0
         self._waits: deque[_QueuedWait] = deque()
 
@@ -250,28 +291,41 @@ class ConcurrencyLimiter(Limiter):
     def waiting(self) -> int:
         return sum(1 for wait in self._waits if not wait.future.done())
 
-    def _free(self) -> bool:
-        return self._in_use + 1 <= self.rule.count  # Sentinel: refused when curThreadNum + 1 > count
+    # A permit is free when `_in_use + 1 <= _count` (Sentinel refuses when curThreadNum + 1 > count); the test
+    # is written out where it is needed, since these methods run per statement.
 
     def refusal(self, now: float) -> str | None:
-        if self._free() or self.rule.control_behavior is ControlBehavior.QUEUE:
+        if self._in_use + 1 <= self._count or self._queue:
             return None
         return f"{self._in_use} statements running"
 
     def take(self, now: float, admission: Admission) -> None:
-        if self._free():
+        if self._in_use + 1 <= self._count:
             self._in_use += 1
             admission._permits.append(self)
-            self._passed()
+            self.passed += 1
+            if self._metrics is not None:
+                self._metrics[0] += 1
             return
         loop = asyncio.get_running_loop()
         wait = _QueuedWait(self, admission, loop.create_future())
         wait.timer = loop.call_later(self.rule.max_queueing_time_ms / 1000.0, self._expire, wait)
         self._waits.append(wait)
+        if admission._pending is None:
+            admission._pending = []
         admission._pending.append(wait)
         if admission.waiter is None:
             admission.waiter = _Waiter(admission)
         self._queued()
+
+    def admit(self, now: float) -> Admission:
+        if self._in_use + 1 <= self._count:  # a permit is free
+            self._in_use += 1
+            self.passed += 1
+            if self._metrics is not None:
+                self._metrics[0] += 1
+            return Admission(self)
+        return super().admit(now)  # refused, or queued
 
     def _expire(self, wait: _QueuedWait) -> None:
         if not wait.future.done():
