@@ -116,7 +116,7 @@ def _connect(config_dir: str) -> Registry:
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # A one-shot command needs no connection chatter; --log-level DEBUG shows it.
-        for name in ("kazoo", "dbmesh.governance.registry"):
+        for name in ("dbmesh.governance.kazoo", "dbmesh.governance.registry"):
             logging.getLogger(name).setLevel(logging.WARNING)
     registry = Registry(_zookeeper(config_dir))
     try:

@@ -320,8 +320,9 @@ class ClusterGovernor:
 
     async def _report_node(self, *, config_version: int, error: str | None) -> None:
         """Record what this node applied in its registry entry; a failure here is logged, not raised."""
-        self._node = replace(self._node, config_version=config_version, error=error, worker_id=self.worker_id)
-        node = self._node
+        self._node = node = replace(self._node, config_version=config_version, error=error, worker_id=self.worker_id)
+        # The cached list shows it at once; the watch confirms it from the registry.
+        self._nodes = [replace(node, state=n.state) if n.id == node.id else n for n in self._nodes]
         try:
             await asyncio.to_thread(self._registry.update_node, node)
         except errors.DbMeshError as exc:

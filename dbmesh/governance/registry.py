@@ -24,6 +24,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -69,6 +70,39 @@ T = TypeVar("T")
 
 # Failures a retry may cure: the connection dropped or the server did not answer in time.
 _TRANSIENT = (ConnectionLoss, OperationTimeoutError, SessionExpiredError, ConnectionClosedError, KazooTimeoutError)
+
+
+class _PerAttemptChatter(logging.Filter):
+    """kazoo logs every connection attempt ("Connecting to ...", "Connection dropped: ..."); while ZooKeeper is
+    away that is a line per attempt. The registry logs each state change itself, so these go to DEBUG only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith(("Connecting to", "Connection dropped", "Transition to CONNECTING")):
+            return _kazoo_log.isEnabledFor(logging.DEBUG)
+        return True
+
+
+_kazoo_log = logging.getLogger("dbmesh.governance.kazoo")
+_kazoo_log.addFilter(_PerAttemptChatter())
+
+
+def kazoo_hosts(props: ZooKeeperProps) -> str:
+    """The server list given to kazoo: each server repeated so that a silent handshake is given up quickly.
+
+    kazoo waits for the answer to a session handshake for (session timeout / number of servers listed). A
+    ZooKeeper server that is starting can accept a connection and drop its handshake without a word, which would
+    leave the client waiting a whole session timeout (60 s by default) and lose the session. Listing every server
+    k times bounds that wait near operationTimeoutMilliseconds (at least 2 s), which is what ShardingSphere's
+    Curator client does with the same prop (its connection timeout).
+
+    >>> kazoo_hosts(ZooKeeperProps(server_lists="a:1,b:2", time_to_live_s=8, operation_timeout_ms=500))
+    'a:1,b:2,a:1,b:2'
+    """
+    servers = [s.strip() for s in props.server_lists.split(",") if s.strip()]
+    handshake = max(props.operation_timeout_ms / 1000, 2.0)
+    copies = min(max(1, math.ceil(props.time_to_live_s / (len(servers) * handshake))), 64)
+    return ",".join(servers * copies)
 
 
 def governance_error(detail: str) -> errors.DbMeshError:
@@ -198,9 +232,9 @@ class Registry:
         # call is bounded instead (see `_call`).
         connection_retry = KazooRetry(max_tries=-1, delay=max(interval, 0.05), backoff=2, max_jitter=0.2,
                                       max_delay=max(interval * max(props.max_retries, 1), 0.1))
-        self._client = KazooClient(hosts=props.server_lists, timeout=float(props.time_to_live_s),
+        self._client = KazooClient(hosts=kazoo_hosts(props), timeout=float(props.time_to_live_s),
                                    connection_retry=connection_retry, command_retry={"max_tries": 0},
-                                   auth_data=auth, default_acl=self._acl, logger=logging.getLogger("kazoo.client"))
+                                   auth_data=auth, default_acl=self._acl, logger=_kazoo_log)
         self._connected = threading.Event()
         self._lock = threading.RLock()
         self._expired = False
@@ -277,7 +311,14 @@ class Registry:
             self._connected.clear()
             if state == KazooState.LOST:
                 self._expired = True
-        log.info("ZooKeeper registry %s: %s", self.layout.root, state)
+        if state == KazooState.CONNECTED:
+            log.info("ZooKeeper registry %s: connected", self.layout.root)
+        elif state == KazooState.SUSPENDED:
+            log.warning("ZooKeeper registry %s: connection lost, reconnecting to %s", self.layout.root,
+                        self.props.server_lists)
+        elif not self._closed:
+            log.warning("ZooKeeper registry %s: session expired (its ephemeral nodes are gone); a new one follows",
+                        self.layout.root)
         for listener in list(self._state_listeners):
             try:
                 listener(str(state))
@@ -569,10 +610,9 @@ class Registry:
     def _put_ephemeral(self, path: str, data: bytes) -> None:
         """Set `path` when this session owns it, else (re)create it as this session's ephemeral node."""
         self._ensure_skeleton()
-        session_id = self._client.client_id[0] if self._client.client_id else None
         got = self._get(path)
         if got is not None:
-            if got[1].ephemeralOwner == session_id:
+            if got[1].ephemeralOwner == self._session_id():
                 self._wait(self._client.set_async(path, data, got[1].version))
                 return
             # Left by an expired session of ours (the server deletes it soon); take it over now.
@@ -582,11 +622,21 @@ class Registry:
                 pass
         self._wait(self._client.create_async(path, data, acl=self._acl, ephemeral=True))
 
+    def _session_id(self) -> int | None:
+        client_id = self._client.client_id
+        return int(client_id[0]) if client_id else None
+
     def allocate_worker_id(self, node_id: str, preferred: int | None = None) -> int:
         """Reserve the lowest free Snowflake worker id (0..1023), or `preferred` when it is free, as an
         ephemeral node owned by this session: two live nodes never hold the same id."""
         def attempt() -> int:
             self._ensure_skeleton()
+            with self._lock:
+                held = self._worker_id
+            if held is not None:  # already reserved on this session (a retried join): keep it
+                got = self._get(self.layout.worker_id(held))
+                if got is not None and got[1].ephemeralOwner == self._session_id():
+                    return held
             for _ in range(10):
                 taken = {int(n) for n in self._children(self.layout.worker_ids) if n.isdigit()}
                 free = [n for n in range(MAX_WORKER_ID + 1) if n not in taken]

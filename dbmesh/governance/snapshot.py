@@ -136,20 +136,24 @@ def _cut(text: str, keys: tuple[str, ...], keep: bool) -> str:
 
 
 def _orphaned_blank_lines(lines: list[str], cut: list[tuple[str, int, int]]) -> set[int]:
-    """Blank lines that would double up once the `cut` ranges are gone: those after a cut range that
-    follows a blank line (or the start of the text), and those before a cut range that reaches the end.
-    Only lines between top-level blocks are touched, never lines inside a value."""
+    """Blank lines that would double up once the `cut` ranges are gone: those after a cut run that follows a
+    blank line (or the start of the text), and those before a cut run that reaches the end. Only lines between
+    top-level blocks are touched, never lines inside a value."""
     def blank(i: int) -> bool:
         return not lines[i].strip()
 
+    runs: list[list[int]] = []  # adjacent ranges (mode: right before dbmesh:) count as one
+    for _, start, end in sorted(cut, key=lambda c: c[1]):
+        if runs and start <= runs[-1][1]:
+            runs[-1][1] = max(runs[-1][1], end)
+        else:
+            runs.append([start, end])
     out: set[int] = set()
-    for _, start, end in cut:
+    for start, end in runs:
         if start == 0 or blank(start - 1):
-            i = end
-            while i < len(lines) and blank(i):
-                out.add(i)
-                i += 1
-            end = i
+            while end < len(lines) and blank(end):
+                out.add(end)
+                end += 1
         if end >= len(lines):
             i = start - 1
             while i >= 0 and blank(i):
