@@ -57,8 +57,8 @@ log = logging.getLogger("dbmesh.traffic")
 _CLOSED = BreakerState.CLOSED
 # (breaker, ticket from enter(), data source name or None for a table breaker): what a Probe holds per breaker.
 Entry = tuple[CircuitBreaker, int, str | None]
-# Distinct (user, database) pairs are bounded by configuration; the cap only guards against a caller that
-# passes something else, by starting the memo afresh.
+# Users and databases are bounded by configuration; the cap (per level of the memo) only guards against a caller
+# that passes something else, by starting that level afresh.
 MAX_PLANS = 4096
 
 
@@ -125,7 +125,8 @@ class TrafficGovernor:
 
     __slots__ = ("_all_limit", "_breaker_order", "_clock", "_database_limits", "_digest_limits", "_ds_breakers",
                  "_ds_entries", "_limiters", "_metrics", "_per_statement_limits", "_plans", "_sources",
-                 "_table_breakers", "_table_entries", "_table_limits", "_user_limits", "rules")
+                 "_table_breakers", "_table_entries", "_table_limits", "_user_limits", "has_breakers",
+                 "has_flow_rules", "has_table_rules", "needs_digest", "rules")
 
     def __init__(self, rules: TrafficRules, metrics: Metrics | None, clock: Clock) -> None:
         self.rules = rules
@@ -143,11 +144,16 @@ class TrafficGovernor:
         self._digest_limits: dict[str, Limiter] = {}
         # The per-statement path reads these, derived once from the maps above (rules are immutable per governor):
         # database -> data source -> the one-entry tuple a probe of a CLOSED breaker holds, and the same per table;
-        # (user, database) -> the limiters of '*', the user and the database, in admit() order.
+        # user -> database -> the limiters of '*', the user and the database, in admit() order.
         self._ds_entries: dict[str, dict[str, tuple[Entry]]] = {}
         self._table_entries: dict[str, tuple[Entry]] = {}
-        self._plans: dict[tuple[str, str], tuple[Limiter, ...]] = {}
+        self._plans: dict[str, dict[str, tuple[Limiter, ...]]] = {}
         self._per_statement_limits = False  # whether table or digest limits exist (matched per statement)
+        # Flags for callers, read per statement (plain attributes, set once by build(); never assign them).
+        self.has_breakers = False  # whether any breaker exists (else `breaker_check` always returns None)
+        self.has_flow_rules = False  # whether any flow rule exists (else `admit` always returns a no-op admission)
+        self.has_table_rules = False  # whether a breaker or flow rule names a table (else callers may pass no tables)
+        self.needs_digest = False  # whether a flow rule names a statement digest (else callers may pass digest=None)
 
     # -- building -------------------------------------------------------------------------------------------------
 
@@ -164,10 +170,7 @@ class TrafficGovernor:
         if gov is not None and rules is not None:
             gov._build_breakers(rules, config, previous)
             gov._build_limiters(rules, previous)
-            gov._ds_entries = {db: {ds: ((breaker, PASSED, ds),) for ds, breaker in by_ds.items()}
-                               for db, by_ds in gov._ds_breakers.items()}
-            gov._table_entries = {table: ((breaker, PASSED, None),) for table, breaker in gov._table_breakers.items()}
-            gov._per_statement_limits = bool(gov._table_limits or gov._digest_limits)
+            gov._derive()
         if previous is not None:
             previous._hand_over(gov)
         if gov is not None:
@@ -225,6 +228,17 @@ class TrafficGovernor:
             elif resource.startswith(DIGEST_PREFIX):
                 self._digest_limits[resource[len(DIGEST_PREFIX):]] = limiter
 
+    def _derive(self) -> None:
+        """The per-statement lookups and the callers' flags, from the breakers and limiters just built."""
+        self._ds_entries = {db: {ds: ((breaker, PASSED, ds),) for ds, breaker in by_ds.items()}
+                            for db, by_ds in self._ds_breakers.items()}
+        self._table_entries = {table: ((breaker, PASSED, None),) for table, breaker in self._table_breakers.items()}
+        self._per_statement_limits = bool(self._table_limits or self._digest_limits)
+        self.has_breakers = bool(self._breaker_order)
+        self.has_flow_rules = bool(self._limiters)
+        self.has_table_rules = bool(self._table_breakers or self._table_limits)
+        self.needs_digest = bool(self._digest_limits)
+
     def _hand_over(self, successor: TrafficGovernor | None) -> None:
         """Detach from this governor's breakers; drop the state gauges of breakers the successor does not have."""
         kept = set(successor._breaker_order) if successor is not None else set()
@@ -242,28 +256,6 @@ class TrafficGovernor:
                         breaker.rule.time_window_s, breaker.trip_detail)
         else:
             log.info("circuit breaker %s: %s -> %s", breaker.resource, old.name, new.name)
-
-    # -- flags for callers ----------------------------------------------------------------------------------------
-
-    @property
-    def has_breakers(self) -> bool:
-        """Whether any breaker exists (else `breaker_check` always returns None)."""
-        return bool(self._breaker_order)
-
-    @property
-    def has_flow_rules(self) -> bool:
-        """Whether any flow rule exists (else `admit` always returns a no-op admission)."""
-        return bool(self._limiters)
-
-    @property
-    def has_table_rules(self) -> bool:
-        """Whether a breaker or flow rule names a table (else callers may pass no tables)."""
-        return bool(self._table_breakers or self._table_limits)
-
-    @property
-    def needs_digest(self) -> bool:
-        """Whether a flow rule names a statement digest (else callers may pass digest=None)."""
-        return bool(self._digest_limits)
 
     # -- circuit breakers -----------------------------------------------------------------------------------------
 
@@ -361,7 +353,8 @@ class TrafficGovernor:
         consumed from any rule. Otherwise returns the Admission (see `dbmesh.traffic.limiter.Admission`),
         which must be released when the statement finishes, fails, or is given up.
         """
-        plan = self._plans.get((user, database))
+        by_database = self._plans.get(user)
+        plan = by_database.get(database) if by_database is not None else None
         if plan is None:
             plan = self._plan(user, database)
         matched: tuple[Limiter, ...] | list[Limiter] = plan
@@ -394,9 +387,12 @@ class TrafficGovernor:
         """The limiters that apply to every statement of `user` in `database`, memoised."""
         plan = tuple(limiter for limiter in (self._all_limit, self._user_limits.get(user),
                                              self._database_limits.get(database)) if limiter is not None)
-        if len(self._plans) >= MAX_PLANS:
-            self._plans.clear()
-        self._plans[(user, database)] = plan
+        by_database = self._plans.get(user)
+        if by_database is None or len(by_database) >= MAX_PLANS:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            by_database = self._plans[user] = {}
+        by_database[database] = plan
         return plan
 
     # -- inspection -----------------------------------------------------------------------------------------------

@@ -372,3 +372,29 @@ def test_error_count_breaker_agrees_with_a_recount(events: list[tuple[str, float
     assert probes_granted >= half_opens
     if clock.now < LOST_PROBE_AFTER_S:  # no probe can have been presumed lost: one probe per HALF_OPEN
         assert probes_granted == half_opens
+
+
+_WINDOW_OPS = st.lists(st.tuples(st.sampled_from(["add", "add", "add", "error", "slow", "current", "reset"]),
+                                 st.floats(min_value=0.0, max_value=0.7)), max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_WINDOW_OPS, sample_count=st.integers(min_value=1, max_value=4),
+       interval_ms=st.sampled_from([100, 250, 1000, 1500]))
+def test_window_running_sums_agree_with_totals(ops: list[tuple[str, float]], sample_count: int,
+                                               interval_ms: int) -> None:
+    """The O(1) sums that add() leaves behind are always what totals() recounts from the buckets, also after
+    current() changed a bucket behind add()'s back and after reset()."""
+    w = SlidingWindow(sample_count, interval_ms)
+    now = 0.0
+    for op, dt in ops:
+        now += dt
+        if op == "current":
+            w.current(now).errors += 1
+            continue
+        if op == "reset":
+            w.reset()
+            continue
+        w.add(now, op == "error", op == "slow")
+        totals = w.totals(now)
+        assert (w.requests, w.errors, w.slow) == (totals.requests, totals.errors, totals.slow)

@@ -12,6 +12,7 @@ from dbmesh import errors
 from dbmesh.config import Config, load_config_files
 from dbmesh.observe import Metrics
 from dbmesh.traffic import BreakerState, TrafficGovernor
+from dbmesh.traffic.governor import MAX_PLANS
 
 DIGEST = "00112233445566778899aabbccddeeff"
 
@@ -207,6 +208,21 @@ def test_snapshot_reports_state_stats_and_times(tmp_path: Path) -> None:
     assert slow.threshold == "slow request ratio > 1 (slow: above 100 ms)"
 
 
+def test_a_breaker_met_twice_counts_once_and_closed_probes_are_reported_once(tmp_path: Path) -> None:
+    gov = build(config(tmp_path))
+    probe = gov.breaker_check("shop", ["ds_0", "ds_0"], ["t_order", "T_ORDER"])
+    assert probe is not None and len(probe.breakers) == 2
+    gov.record(probe, 0.001, error=False)
+    gov.record(probe, 0.001, error=False)
+    single = gov.breaker_check("crm", ("ds_0",))
+    assert single is not None and len(single.breakers) == 1
+    gov.record(single, 0.001, error=False)
+    gov.record(single, 0.001, error=False)
+    assert gov.breaker_check("crm", ("ds_1",), ("t_other",)) is None
+    requests = {s.resource: s.requests for s in gov.snapshot()}
+    assert requests == {"crm.ds_0": 1, "shop.ds_0": 1, "shop.ds_1": 0, "table:t_order": 1}
+
+
 # -- admit ----------------------------------------------------------------------------------------------------------
 
 
@@ -266,6 +282,24 @@ async def test_thread_queue_through_the_governor(tmp_path: Path) -> None:
     [status] = gov.limits_snapshot()
     assert (status.in_use, status.waiting, status.queued, status.passed) == (1, 0, 1, 2)
     second.release()
+
+
+def test_rules_apply_per_user_and_database_however_many_are_seen(tmp_path: Path) -> None:
+    gov = build(config(tmp_path, "    flowRules:\n      - {resource: 'user:app', count: 1}\n"
+                                 "      - {resource: 'database:crm', grade: THREAD, count: 1}\n"))
+    crm = gov.admit("web", "crm", [], None)  # database:crm only
+    with pytest.raises(errors.DbMeshError):
+        gov.admit("web2", "crm", [], None)
+    crm.release()
+    for i in range(MAX_PLANS + 10):  # more users than the memo keeps: it starts afresh, the rules still apply
+        gov.admit(f"user{i}", "shop", [], None).release()
+    gov.admit("app", "shop", [], None).release()
+    with pytest.raises(errors.DbMeshError):
+        gov.admit("app", "shop", [], None)
+    gov.admit("web", "crm", [], None).release()
+    limits = {s.resource: s for s in gov.limits_snapshot()}
+    assert (limits["user:app"].passed, limits["user:app"].rejected) == (1, 1)
+    assert (limits["database:crm"].passed, limits["database:crm"].rejected, limits["database:crm"].in_use) == (2, 1, 0)
 
 
 # -- carry-over on reload -----------------------------------------------------------------------------------------
@@ -355,6 +389,19 @@ def test_rate_limit_metrics(tmp_path: Path) -> None:
     assert value(metrics, "dbmesh_rate_limit_passed_total", resource="database:crm") == 2
     assert value(metrics, "dbmesh_rate_limit_queued_total", resource="database:crm") == 1
     assert value(metrics, "dbmesh_rate_limit_rejected_total", resource="database:crm") == 0
+
+
+def test_rate_limit_metrics_count_on_when_a_changed_rule_rebuilds_its_limiter(tmp_path: Path) -> None:
+    metrics = Metrics()
+    old = build(config(tmp_path), metrics)
+    old.admit("app", "shop", [], None).release()
+    changed = FLOWS.replace("{resource: \"user:app\", grade: QPS, count: 2}", "{resource: \"user:app\", count: 5}")
+    new = build(config(tmp_path, BREAKERS + changed), metrics, previous=old)
+    assert new.limiter("user:app") is not old.limiter("user:app")
+    new.admit("app", "shop", [], None).release()
+    assert value(metrics, "dbmesh_rate_limit_passed_total", resource="user:app") == 2
+    assert value(metrics, "dbmesh_rate_limit_passed_total", resource="*") == 2  # an unchanged rule's too
+    assert new.limiter("user:app").passed == 1  # type: ignore[union-attr]
 
 
 def test_governance_metrics() -> None:

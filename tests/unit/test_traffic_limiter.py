@@ -281,3 +281,40 @@ async def test_several_queued_waits_in_one_admission() -> None:
     assert a.in_use == 1 and b.in_use == 1
     both.release()
     assert a.in_use == 0 and b.in_use == 0
+
+
+# -- the fused admit() against refusal() + take() -------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(["qps", "qps_queue", "thread"]), count=st.sampled_from([0, 0.5, 1, 3, 10]),
+       steps=st.lists(st.tuples(st.floats(min_value=0.0, max_value=0.4), st.booleans()), max_size=120))
+def test_fused_admit_agrees_with_the_two_phases(kind: str, count: float, steps: list[tuple[float, bool]]) -> None:
+    """A statement under one rule takes `admit(now)`; it must decide, count and wait exactly as `refusal(now)`
+    then `take(now, admission)` do on an identical limiter."""
+    rule = {"qps": qps(count), "qps_queue": qps(count, queue_ms=300), "thread": thread(count)}[kind]
+    clock = FakeClock(0.0)
+    fused, phased = make_limiter(rule, clock), make_limiter(rule, clock)
+    fused_held: list[Admission] = []
+    phased_held: list[Admission] = []
+    for dt, release in steps:
+        clock.now += dt
+        if release and fused_held:  # a running statement finishes first
+            fused_held.pop(0).release()
+            phased_held.pop(0).release()
+        try:
+            got: Admission | None = fused.admit(clock.now)
+        except errors.DbMeshError as exc:
+            assert exc.entry is errors.RATE_LIMITED
+            got = None
+        expected = offer(phased, clock.now)
+        assert (got is None) == (expected is None)
+        if got is not None and expected is not None:
+            assert got.wait_s == expected.wait_s and got.waiter is None and expected.waiter is None
+            fused_held.append(got)
+            phased_held.append(expected)
+        assert (fused.passed, fused.rejected, fused.queued, fused.in_use) == \
+            (phased.passed, phased.rejected, phased.queued, phased.in_use)
+    for a in fused_held + phased_held:
+        a.release()
+    assert fused.in_use == 0 and phased.in_use == 0
