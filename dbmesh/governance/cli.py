@@ -325,8 +325,13 @@ def add_governance_parser(sub: argparse._SubParsersAction) -> None:  # type: ign
     author.add_argument("--author", help="who makes the change (default: $USER@host)")
     author.add_argument("--message", help="why (shown by history)")
 
-    gov = sub.add_parser("governance", help="the ZooKeeper registry of Cluster mode: push, pull, diff, history ...",
-                         description=__doc__)
+    gov = sub.add_parser(
+        "governance", help="the ZooKeeper registry of Cluster mode: push, pull, diff, history ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Publish and inspect the shared configuration of Cluster mode, and switch cluster and node "
+                    "states.\nThe mode: block of --config DIR/global.yaml names the registry.",
+        epilog="exit codes: 0 done (diff: no change), 1 diff found changes, 2 invalid configuration or argument,\n"
+               "3 a data source did not answer push --check-connect, 4 the registry failed or refused")
     cmds = gov.add_subparsers(dest="governance_command", required=True)
     p = cmds.add_parser("push", parents=[common, author], help="validate --config and publish it as a new version")
     p.add_argument("--check-connect", action="store_true",

@@ -344,6 +344,8 @@ class Registry:
             except NoAuthError:
                 raise governance_error(f"{what}: not authorised for {self.layout.root} (check the digest in "
                                        "mode.repository.props)") from None
+            except KazooException as exc:  # the registry refused the call: say which call and how
+                raise governance_error(f"{what}: ZooKeeper refused it ({type(exc).__name__})") from None
         raise governance_error(f"{what}: ZooKeeper at {self.props.server_lists} did not answer "
                                f"({type(last).__name__}) after {attempts} attempt(s)")
 
