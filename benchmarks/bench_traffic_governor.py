@@ -12,6 +12,10 @@ Prometheus metrics attached and the real monotonic clock. The reference is the s
 that do nothing: the floor any implementation of this API pays. Rounds alternate reference / governor so that
 machine drift hits both alike; the best (lowest) microseconds per statement across rounds are printed, the
 figure least disturbed by other work on the machine, with what the governor adds over the floor.
+
+Figures on a 2-core machine, Python 3.11 (best us/statement; the reference is 0.11): no rule applies 0.23,
+QPS rule + CLOSED breaker 1.16, THREAD rule + CLOSED breaker 1.49, '*' + user + table rules with 2 tables 3.55
+(before the hot path was reworked: 0.26, 4.3, 4.4 and 8.7).
 """
 
 from __future__ import annotations
