@@ -2,7 +2,8 @@
 
 Every subcommand reads how to reach the registry from the ``mode:`` block of ``--config DIR``/global.yaml.
 Exit codes: 0 done (for ``diff``: no change), 1 ``diff`` found changes, 2 an invalid configuration or argument
-(nothing written), 3 a data source did not answer ``push --check-connect`` (nothing written), 4 the registry
+(nothing written), 3 a data source the push adds or changes did not answer (nothing written; ``push`` logs in to
+each one first unless ``--no-check-connect``), 4 the registry
 failed or refused (unreachable, a concurrent change, no such version or node).
 """
 
@@ -331,11 +332,12 @@ def add_governance_parser(sub: argparse._SubParsersAction) -> None:  # type: ign
         description="Publish and inspect the shared configuration of Cluster mode, and switch cluster and node "
                     "states.\nThe mode: block of --config DIR/global.yaml names the registry.",
         epilog="exit codes: 0 done (diff: no change), 1 diff found changes, 2 invalid configuration or argument,\n"
-               "3 a data source did not answer push --check-connect, 4 the registry failed or refused")
+               "3 a new or changed data source did not answer (push), 4 the registry failed or refused")
     cmds = gov.add_subparsers(dest="governance_command", required=True)
     p = cmds.add_parser("push", parents=[common, author], help="validate --config and publish it as a new version")
-    p.add_argument("--check-connect", action="store_true",
-                   help="first log in to every data source the push adds or changes")
+    p.add_argument("--check-connect", action=argparse.BooleanOptionalAction, default=True,
+                   help="first log in to every data source the push adds or changes, and refuse the push if one "
+                        "does not answer (default; --no-check-connect skips it)")
     p.set_defaults(func=cmd_push)
     p = cmds.add_parser("pull", parents=[common], help="write the active configuration into a directory")
     p.add_argument("--out", required=True, help="directory to write (new or empty, unless --force)")

@@ -260,13 +260,14 @@ def test_cli_push_diff_pull_history_rollback_status(
     code, out, _ = run_cli("diff", "--config", str(conf), capsys=capsys)
     assert code == 1 and "+++ local: database-sharding_db.yaml" in out
     assert "ds-secret" not in out and "root-secret" not in out and "password: ******" in out
-    code, out, err = run_cli("push", "--config", str(conf), "--author", "ops", "--message", "initial",
+    code, out, err = run_cli("push", "--config", str(conf), "--no-check-connect", "--author", "ops", "--message",
+                             "initial",
                              capsys=capsys)
     assert code == 0, err
     assert "published configuration version 1" in out and "ds-secret" not in out
     code, out, _ = run_cli("diff", "--config", str(conf), capsys=capsys)
     assert code == 0 and "no change (configuration version 1)" in out
-    code, out, _ = run_cli("push", "--config", str(conf), capsys=capsys)
+    code, out, _ = run_cli("push", "--config", str(conf), "--no-check-connect", capsys=capsys)
     assert code == 0 and "no change (configuration version 1)" in out
 
     # A change of the local listener port is not a change of the shared configuration.
@@ -276,7 +277,8 @@ def test_cli_push_diff_pull_history_rollback_status(
     write_config(conf, zookeeper, zk_namespace, sql_show=True)
     code, out, _ = run_cli("diff", "--config", str(conf), capsys=capsys)
     assert code == 1 and "-sql-show: false\n+sql-show: true" in out and "sharding_db" not in out
-    code, out, err = run_cli("push", "--config", str(conf), "--message", "show SQL", capsys=capsys)
+    code, out, err = run_cli("push", "--config", str(conf), "--no-check-connect", "--message", "show SQL",
+                             capsys=capsys)
     assert code == 0 and "published configuration version 2 (changed: props; removed: -)" in out, err
 
     code, out, _ = run_cli("history", "--config", str(conf), capsys=capsys)
@@ -315,24 +317,24 @@ def test_cli_refuses_an_invalid_push_and_writes_nothing(
         tmp_path: Path, zookeeper: ZooKeeperEnsemble, zk_namespace: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     conf = write_config(tmp_path / "conf", zookeeper, zk_namespace)
-    assert run_cli("push", "--config", str(conf), capsys=capsys)[0] == 0
+    assert run_cli("push", "--config", str(conf), "--no-check-connect", capsys=capsys)[0] == 0
     before = dump_namespace(zookeeper, zk_namespace)
     assert f"/{zk_namespace}/config_version" in before
 
     bad = write_config(tmp_path / "bad", zookeeper, zk_namespace,
                        database=DATABASE.replace("type: INLINE", "type: NO_SUCH_ALGORITHM"))
-    code, out, err = run_cli("push", "--config", str(bad), capsys=capsys)
+    code, out, err = run_cli("push", "--config", str(bad), "--no-check-connect", capsys=capsys)
     assert code == 2 and "database-sharding_db.yaml" in err and "NO_SUCH_ALGORITHM" in err, err
     assert "published" not in out
     typo = write_config(tmp_path / "typo", zookeeper, zk_namespace, extra={
         "database-x.yaml": "databaseName: x\ndataSources:\n  ds: {url: 'mysql://u@h/d', maxPoolSiz: 3}\n"})
-    code, _, err = run_cli("push", "--config", str(typo), capsys=capsys)
+    code, _, err = run_cli("push", "--config", str(typo), "--no-check-connect", capsys=capsys)
     assert code == 2 and "database-x.yaml: dataSources.ds.maxPoolSiz: unknown key" in err, err
 
     # New data sources must answer --check-connect; nothing listens on 127.0.0.1:1.
     added = DATABASE.replace("ds_1:\n", "ds_2:\n    url: jdbc:mysql://127.0.0.1:1/d2\n    username: u\n  ds_1:\n", 1)
     new_ds = write_config(tmp_path / "new_ds", zookeeper, zk_namespace, database=added)
-    code, out, err = run_cli("push", "--config", str(new_ds), "--check-connect", capsys=capsys)
+    code, out, err = run_cli("push", "--config", str(new_ds), capsys=capsys)  # checked by default
     assert code == 3 and "sharding_db.ds_2: UNREACHABLE" in out and "ds_0" not in out, (out, err)
     assert dump_namespace(zookeeper, zk_namespace) == before
 
