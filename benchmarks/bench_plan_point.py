@@ -6,8 +6,13 @@ The rules are bench_sharded.py's: sysbench's sbtest1 over ds_${id % 2} (MySQL), 
 ds_${aid % 2} with the other pgbench tables single (PostgreSQL). Cases: sysbench oltp_point_select as text
 (`ps disable`) and with a `?` parameter (`ps auto`), pgbench -S as `-M simple` text and `-M prepared` `$1`.
 Every call plans a different literal or parameter value (a rotating set of 100,000), so nothing is memoised
-per value; every plan is checked against the expected route before timing. Rounds alternate the cases; the
-median µs per call over the rounds is printed.
+per value; every plan is checked against the expected route before timing. The reference is the same planner
+without the point fast path (`Planner(..., point_fast_path=False)`: the general path every statement took before
+kernel/point.py). Rounds alternate reference and planner per case; printed are the median µs per call over the
+rounds and the median of the per-round ratios (reference / planner).
+
+Before the point fast path (the general path alone, this machine, a shared 2-core box): 18.0-19.6 µs per text
+statement, 10.4-11.5 µs per statement with a parameter.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ CASES: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def planners() -> dict[str, Planner]:
+def planners(point_fast_path: bool) -> dict[str, Planner]:
     """One planner per dialect, on the benchmark's rules loaded by the real config loader."""
     out: dict[str, Planner] = {}
     for dialect, name, text in (("mysql", "sb", MYSQL_RULES), ("postgres", "pgb", PG_RULES)):
@@ -88,7 +93,7 @@ def planners() -> dict[str, Planner]:
         config = load_config(directory)
         rule = sharding_rule_for(config, config.databases[name])
         assert rule is not None
-        out[dialect] = Planner(rule, dialect)  # type: ignore[arg-type]
+        out[dialect] = Planner(rule, dialect, point_fast_path=point_fast_path)  # type: ignore[arg-type]
     return out
 
 
@@ -131,23 +136,28 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=20_000)
     parser.add_argument("--profile", choices=sorted(CASES), help="cProfile 50,000 plans of one case instead")
     args = parser.parse_args()
-    by_dialect = planners()
-    work: dict[str, tuple[Planner, list[tuple[str, tuple[Any, ...]]]]] = {}
-    for name, (dialect, template, prepared) in CASES.items():
-        planner = by_dialect[dialect]
-        work[name] = (planner, calls(planner, template, prepared))
+    systems = {"reference": planners(False), "planner": planners(True)}
+    work: dict[tuple[str, str], tuple[Planner, list[tuple[str, tuple[Any, ...]]]]] = {}
+    for system, by_dialect in systems.items():
+        for name, (dialect, template, prepared) in CASES.items():
+            planner = by_dialect[dialect]
+            work[system, name] = (planner, calls(planner, template, prepared))
     if args.profile:
-        planner, items = work[args.profile]
-        profile(planner, items, 50_000)
+        profile(*work["planner", args.profile], 50_000)
         return
-    results: dict[str, list[float]] = {name: [] for name in CASES}
+    us: dict[tuple[str, str], list[float]] = {key: [] for key in work}
+    ratios: dict[str, list[float]] = {name: [] for name in CASES}
     for r in range(args.rounds):
         for name in CASES:
-            results[name].append(timed(*work[name], args.number, r * args.number))
-    print(f"Planner.plan, {args.rounds} rounds x {args.number} calls, fresh value per call; median µs per call")
-    print(f"{'case':<18}{'µs/plan':>10}")
-    for name, figures in results.items():
-        print(f"{name:<18}{statistics.median(figures):>10.2f}")
+            for system in systems:
+                us[system, name].append(timed(*work[system, name], args.number, r * args.number))
+            ratios[name].append(us["reference", name][-1] / us["planner", name][-1])
+    print(f"Planner.plan, {args.rounds} rounds x {args.number} calls, a fresh value per call; median µs per call, "
+          "median per-round ratio")
+    print(f"{'case':<18}{'reference µs':>14}{'planner µs':>12}{'ratio':>8}")
+    for name in CASES:
+        print(f"{name:<18}{statistics.median(us['reference', name]):>14.2f}"
+              f"{statistics.median(us['planner', name]):>12.2f}{statistics.median(ratios[name]):>7.1f}x")
 
 
 if __name__ == "__main__":

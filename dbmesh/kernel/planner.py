@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -35,6 +35,7 @@ from sqlglot.errors import SqlglotError
 from dbmesh.kernel.hint import merge_hints, parse_hint
 from dbmesh.kernel.parse import ParseCache, ParsedStatement, SqlParseError, mark_parameters
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
+from dbmesh.kernel.point import ParamPoint, PointFacts, TextPoint, point_facts, shape_key, split_literals
 from dbmesh.kernel.rewrite.generated_keys import add_generated_key
 from dbmesh.kernel.rewrite.index_names import actual_index_name, rename_index
 from dbmesh.kernel.rewrite.insert_rows import keep_rows
@@ -65,26 +66,28 @@ _PG_MAINTENANCE = re.compile(
 _MYSQL_MAINTENANCE = re.compile(
     r"^\s*(?P<head>(?:ANALYZE|OPTIMIZE|CHECK|REPAIR)(?:\s+(?:NO_WRITE_TO_BINLOG|LOCAL))?\s+TABLES?)"
     r"(?P<tables>\s+[^;]*?)\s*;?\s*$", re.I | re.S)
+_V = TypeVar("_V")
 _PLAIN_NAME = re.compile(r'^(?:"[^"]+"|`[^`]+`|[A-Za-z_][A-Za-z0-9_$]*)$')
 
 
 class _Shape:
-    """What the planner keeps per parse-cache template: the analysis, and the multi-node SELECT rewrite once
-    tried (None: not yet; False: the shape does not qualify)."""
+    """What the planner keeps per parse-cache template: the analysis, the multi-node SELECT rewrite once tried
+    and the point facts once looked for (None: not yet; False: the shape does not qualify)."""
 
-    __slots__ = ("analysis", "scatter", "tree")
+    __slots__ = ("analysis", "point", "scatter", "tree")
 
     def __init__(self, tree: exp.Expr, analysis: Analysis) -> None:
         self.tree = tree
         self.analysis = analysis
         self.scatter: ScatterShape | Literal[False] | None = None
+        self.point: PointFacts | Literal[False] | None = None
 
 
 class Planner:
     """Plans statements of one logical database and dialect against its sharding rule."""
 
     def __init__(self, rule: ShardingRuleLike, dialect: Literal["mysql", "postgres"],
-                 cache: ParseCache | None = None) -> None:
+                 cache: ParseCache | None = None, *, point_fast_path: bool = True) -> None:
         self.rule = rule
         self.dialect = dialect
         self.cache = cache if cache is not None else ParseCache()
@@ -97,12 +100,40 @@ class Planner:
         # its parameters marked, and its parse (immutable: a shared template and this text's literals), by text.
         self._parameterized: OrderedDict[str, tuple[str, ParsedStatement]] = OrderedDict()
         self._routes_tables = bool(rule.tables) or bool(rule.broadcast_tables)
+        # Point statements (kernel.point): text-form shapes by shape key, parameter-form statements by exact text.
+        # A None entry: a statement of a point shape that the form does not take (or whose learning failed).
+        self._point_fast_path = point_fast_path
+        self._text_points: dict[str, TextPoint | None] = {}
+        self._param_points: dict[str, ParamPoint | None] = {}
 
     # ------------------------------------------------------------------------------------------------- API
 
     def plan(self, sql: str, params: Sequence[Any] = (), hint: Hint | None = None) -> Plan:
         """Route and rewrite one statement. `params` are the values of its placeholders (MySQL `?`, PostgreSQL
         `$n`), if any; `hint` is the session's hint (a SHARDINGSPHERE_HINT comment in `sql` overrides it)."""
+        if hint is None and self._point_fast_path:
+            plan = self.plan_point(sql, params)
+            if plan is not None:
+                return plan
+        return self._plan(sql, params, hint)
+
+    def plan_point(self, sql: str, params: Sequence[Any] = ()) -> Plan | None:
+        """The plan of a point statement from what earlier statements of its shape taught (kernel.point): the
+        plan `plan(sql, params)` gives, or None when the fast path does not answer this statement."""
+        if params:
+            param_point = self._param_points.get(sql)
+            return param_point.plan(params) if param_point is not None else None
+        parts = split_literals(sql)
+        if len(parts) == 1:
+            return None
+        text_point = self._text_points.get(shape_key(parts))
+        if text_point is None or len(parts) != text_point.n_parts:
+            return None
+        return text_point.plan(sql, parts)
+
+    def _plan(self, sql: str, params: Sequence[Any], hint: Hint | None) -> Plan:
+        """The general path."""
+        learn = hint is None and self._point_fast_path
         dialect = self.dialect
         if "SHARDINGSPHERE_HINT" in sql:
             hint = merge_hints(hint, parse_hint(sql))
@@ -155,7 +186,10 @@ class Planner:
             units = self._tree_units(parsed.bound(), targets, values, markable(parsed, text))
         else:
             units = tuple(self._renamed(a, t, parsed, text, sql, values) for t in targets)
-        return Plan(a.kind, units, None, routing.generated_keys, a.tables)
+        plan = Plan(a.kind, units, None, routing.generated_keys, a.tables)
+        if learn and len(units) == 1 and shape.point is not False and not routing.generated_keys:
+            self._learn_point(shape, parsed, sql, values, plan)
+        return plan
 
     def _maintenance(self, sql: str) -> Plan | None:
         """VACUUM / ANALYZE (PostgreSQL) and ANALYZE / OPTIMIZE / CHECK / REPAIR TABLE (MySQL), which sqlglot
@@ -233,6 +267,40 @@ class Planner:
             if len(self._shapes) > self._max_shapes:
                 self._shapes.popitem(last=False)
         return entry
+
+    def _learn_point(self, shape: _Shape, parsed: ParsedStatement, sql: str, values: tuple[Any, ...],
+                     plan: Plan) -> None:
+        """Let the point fast path learn from a single-unit plan of the general path (kernel.point)."""
+        facts = shape.point
+        if facts is None:
+            facts = shape.point = point_facts(shape.analysis, self.rule) or False
+        if facts is False or "SHARDINGSPHERE_HINT" in sql:
+            return
+        if values:
+            param_point = self._param_points.get(sql)
+            if param_point is None:
+                if sql in self._param_points:
+                    return
+                param_point = ParamPoint.of(facts, sql, self.dialect)
+                _bounded_put(self._param_points, sql, param_point, self._max_shapes)
+                if param_point is None:
+                    return
+            param_point.learn(values, plan)
+            if param_point.dead:  # pragma: no cover - see ParamPoint.learn
+                self._param_points[sql] = None
+            return
+        key = shape_key(split_literals(sql))
+        text_point = self._text_points.get(key)
+        if text_point is None:
+            if key in self._text_points:
+                return
+            text_point = TextPoint.of(facts, parsed, sql)
+            _bounded_put(self._text_points, key, text_point, self._max_shapes)
+            if text_point is None:
+                return
+        text_point.learn(sql, plan)
+        if text_point.dead:  # pragma: no cover - see TextPoint.learn
+            self._text_points[key] = None
 
     # -------------------------------------------------------------------------------------------- units
 
@@ -371,6 +439,13 @@ class Planner:
                               "an unrewritten SELECT on several data sources cannot be merged")
         units = tuple(RouteUnit(ds, sql, values) for ds in sources)
         return Plan(a.kind, units, None, routing.generated_keys, a.tables)
+
+
+def _bounded_put(cache: dict[str, _V], key: str, value: _V, limit: int) -> None:
+    """Insert into a dict kept to `limit` entries by dropping the oldest (a miss only costs the general path)."""
+    if len(cache) >= limit:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 def _uniform(targets: list[Target]) -> bool:

@@ -930,6 +930,18 @@ class AlgorithmExpression:
                 return f"{fast[1]}{-r if v < 0 else r}{fast[3]}"
         return self.evaluate(variables)
 
+    def modulus(self, variable: str) -> int | None:
+        """`n` when this expression is `prefix${variable % n}suffix`: its result for one variable that is a
+        plain int in Java's long range then depends only on that value's Java remainder by `n` (the sign of the
+        dividend, so -3 and 3 differ but -4 and 4 do not); None for any other expression.
+
+        >>> expression = compile_algorithm_expression("ds_${id % 2}")
+        >>> expression.modulus("id"), expression.modulus("k"), compile_algorithm_expression("ds_${id}").modulus("id")
+        (2, None, None)
+        """
+        fast = self._fast
+        return fast[2] if fast is not None and fast[0] == variable else None
+
     def evaluate(self, variables: Mapping[str, object]) -> str:
         """The interpreter's answer (the reference the fast path is tested against)."""
         bound: dict[str, GValue] = {k: _bind(v) for k, v in variables.items()}

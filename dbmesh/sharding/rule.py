@@ -21,10 +21,11 @@ INSERT, dbmesh refuses with a catalogue error instead.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -249,6 +250,45 @@ class TableRule:
             "INSERT of one row into several data nodes",
             f"the row ({shown}) maps to {len(nodes)} data nodes ({listed}); a strategy without sharding values "
             "(none, or hint without a hint value) cannot place a row", table=self.logic_table)
+
+    def point_key(self, column: str) -> Callable[[object], int | None] | None:
+        """For statements whose one sharding condition is `column = value` (and no hint): a function from a value
+        to a key such that two values with the same key route to the same nodes, so a caller may remember a
+        route per key instead of per value; the function gives None for a value it cannot vouch for. None when
+        the route depends on the value in a way this does not know how to key: a strategy on `column` other than
+        standard INLINE `prefix${column % n}suffix` (other strategies leave the route to the value alone).
+
+        The key is the value's remainder by the lcm of the moduli, signed as Java's `%` (the dividend's sign):
+        it gives every modulus's remainder, and so every name the expressions produce.
+
+        >>> from dbmesh.config import load_config
+        >>> cfg = load_config("rules/sharding-mysql")
+        >>> key = sharding_rule_for(cfg, cfg.databases["sharding_db"]).table_rule("t_order").point_key("user_id")
+        >>> key(7), key(-7), key(8), key("8"), key(True)
+        (1, -1, 0, None, None)
+        """
+        moduli: list[int] = []
+        for strategy in (self.database_strategy, self.table_strategy):
+            if strategy is None or strategy.algorithm is None or strategy.kind in ("none", "hint") \
+                    or column not in strategy.columns:
+                continue  # without a hint, or without a value for its columns, it keeps every target
+            algorithm = strategy.algorithm
+            if strategy.kind != "standard" or not isinstance(algorithm, InlineShardingAlgorithm):
+                return None
+            n = algorithm.expression.modulus(self._spelling.get(column, column))
+            if n is None:
+                return None
+            moduli.append(n)
+        span = math.lcm(*moduli)
+
+        def key(value: Any, low: int = jv.LONG_MIN, high: int = jv.LONG_MAX) -> int | None:
+            # Plain ints in Java's long range: the values `modulus` speaks for (bool is an int subclass, not int).
+            if type(value) is not int or not low <= value <= high:
+                return None
+            r = abs(value) % span
+            return -r if value < 0 else r
+
+        return key
 
     def next_key(self) -> Any:
         """The key generator's next key: an int (SNOWFLAKE, a Java Long) or a str (UUID)."""

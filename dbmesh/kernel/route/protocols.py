@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from dbmesh.sharding.autotables import DataNode
@@ -37,6 +37,7 @@ class TableRuleLike(Protocol):
     def route(self, groups: Sequence[ConditionGroup], hint: Hint | None = None) -> list[DataNode]: ...
     def route_value(self, values: Mapping[str, Any], hint: Hint | None = None) -> DataNode: ...
     def next_key(self) -> Any: ...
+    def point_key(self, column: str) -> Callable[[object], int | None] | None: ...
 
 
 class ShardingRuleLike(Protocol):
