@@ -48,6 +48,7 @@ cdef class ResponseScanner:
     cdef public object protocol_error
 
     cpdef start(self, int kind, bint deprecate_eof)
+    cpdef infile_sent(self, int last_seq)
     cpdef bint mid_packet(self)
     cpdef Py_ssize_t feed(self, bytes data)
     cdef void _classify(self)

@@ -218,6 +218,7 @@ cdef enum ScanState:
     S_PREP_COLS = 6
     S_PREP_COLS_EOF = 7
     S_DONE = 8
+    S_INFILE = 9       # the server sent a LOCAL INFILE request and waits for the client's file (see infile_sent)
 
 cdef enum PacketKind:
     K_OTHER = 0
@@ -234,6 +235,10 @@ cdef class ResponseScanner:
     true on the packet that ends it. Only the first 32 payload bytes of each packet are looked at: enough for
     OK/EOF/ERR fields and the column count; rows are skipped by length. The caller forwards the consumed bytes
     untouched (frames are forwarded, not re-encoded).
+
+    A LOCAL INFILE request (LOAD DATA LOCAL) also turns `done` true, with `local_infile` set: the server's turn has
+    ended and it now waits for the client's file; once that has been sent, `infile_sent()` resumes the scan for
+    the server's final answer.
     """
 
     def __cinit__(self):
@@ -268,6 +273,16 @@ cdef class ResponseScanner:
         self.packets = 0
         self.more_results_seen = False
         self.protocol_error = None
+
+    cpdef infile_sent(self, int last_seq):
+        """The file's packets (ended by an empty one, sequence id `last_seq`) went to the server after its LOCAL
+        INFILE request: scan on for the server's answer to them (OK/ERR, possibly chaining MORE_RESULTS)."""
+        if self.state != S_INFILE:
+            raise ValueError("infile_sent() without a pending LOCAL INFILE request")
+        self.local_infile = False
+        self.done = False
+        self.state = S_FIRST
+        self.last_seq = last_seq & 0xFF
 
     cpdef bint mid_packet(self):
         """True when the bytes consumed so far end inside a packet (a synthesized packet cannot follow)."""
@@ -437,11 +452,11 @@ cdef class ResponseScanner:
                 self._end_of_result()
                 return
             if k == K_INFILE:
-                # LOCAL INFILE is never negotiated with data sources; a server asking for it breaks the protocol.
+                # LOAD DATA LOCAL: 0xFB + file name. The server's turn ends here; it reads the file's packets (ended
+                # by an empty one) and only then answers OK/ERR, which infile_sent() lets the scanner follow.
                 self.local_infile = True
-                self.protocol_error = "unexpected LOCAL INFILE request"
                 self.done = True
-                self.state = S_DONE
+                self.state = S_INFILE
                 return
             v = _lenenc(&self._head[0], self._head_have, &used)
             if used < 0 or v == 0:

@@ -15,7 +15,7 @@ RESPONSE_FIELD_LIST = 4
 RESPONSE_ONE_PACKET = 5
 
 (S_FIRST, S_COLDEFS, S_COLDEF_EOF, S_ROWS, S_PREP_PARAMS, S_PREP_PARAMS_EOF, S_PREP_COLS, S_PREP_COLS_EOF,
- S_DONE) = range(9)
+ S_DONE, S_INFILE) = range(10)
 K_OTHER, K_OK, K_ERR, K_EOF, K_INFILE = range(5)
 
 
@@ -148,6 +148,15 @@ class ResponseScanner:
         self.more_results_seen = False
         self.protocol_error: str | None = None
 
+    def infile_sent(self, last_seq: int) -> None:
+        """The file's packets (ended by an empty one, sequence id `last_seq`) went to the server: scan its answer."""
+        if self.state != S_INFILE:
+            raise ValueError("infile_sent() without a pending LOCAL INFILE request")
+        self.local_infile = False
+        self.done = False
+        self.state = S_FIRST
+        self.last_seq = last_seq & 0xFF
+
     def mid_packet(self) -> bool:
         """True when the bytes consumed so far end inside a packet (a synthesized packet cannot follow)."""
         return bool(self._pending) or self._continued
@@ -276,8 +285,10 @@ class ResponseScanner:
                 self._read_ok(1)
                 return self._end_of_result()
             if k == K_INFILE:
-                self.local_infile = True
-                return self._finish("unexpected LOCAL INFILE request")
+                self.local_infile = True  # the server waits for the client's file: see infile_sent()
+                self.done = True
+                self.state = S_INFILE
+                return None
             got = _lenenc(self._head, 0)
             if got is None or got[0] == 0:
                 return self._finish("malformed column count")

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dbmesh.protocol.mysql.packets import OkPacket
 from tests.fuzz.mysql_wire_gen import (
     CURSOR_EXISTS,
     FIELD_LIST,
@@ -423,10 +424,15 @@ def test_scanner_simple_rejects_a_result_set() -> None:
         assert s.done and s.protocol_error == "expected OK or ERR"
 
 
-def test_scanner_local_infile_is_a_protocol_error() -> None:
+def test_scanner_local_infile_waits_for_the_client_file() -> None:
+    """0xFB + file name ends the server's turn (no protocol error); after the file, the final OK ends the response."""
     for impl in IMPLS:
-        s, _ = scan(impl, RESULT, False, [cy.build_packet(b"\xfb/etc/passwd", 1)])
-        assert s.done and s.local_infile and s.protocol_error == "unexpected LOCAL INFILE request"
+        s, used = scan(impl, RESULT, False, [cy.build_packet(b"\xfb/etc/passwd", 1) + b"extra"])
+        assert s.done and s.local_infile and s.protocol_error is None and used == 4 + 12
+        s.infile_sent(4)  # file packets 2, 3 and the empty packet 4 went to the server
+        assert not s.done and not s.local_infile and s.last_seq == 4
+        s.feed(cy.build_packet(OkPacket(3, 0, 0x0002, 1, b"Records: 3").encode(), 5))
+        assert s.done and not s.is_error and s.affected_rows == 3 and s.warnings == 1 and s.last_seq == 5
 
 
 def test_scanner_prepare_with_an_empty_packet() -> None:
