@@ -43,12 +43,12 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from dbmesh.kernel.parse import INT, ParsedStatement
+from dbmesh.kernel.parse import INT, Literal, ParsedStatement
 from dbmesh.kernel.plan import Plan, RouteUnit, StatementKind
 from dbmesh.kernel.route.analysis import Analysis, Span
 from dbmesh.kernel.route.protocols import ShardingRuleLike
 
-__all__ = ["ParamPoint", "PointFacts", "TextPoint", "point_facts", "shape_key", "split_literals"]
+__all__ = ["ParamPoint", "PointFacts", "TextPoint", "plain_pieces", "point_facts", "shape_key", "split_literals"]
 
 # Integer literals of a statement (see the comment above): re.split with a group gives text, digits, text, ...
 split_literals: Final = re.compile(r"(?<![\w$])([0-9]+)").split
@@ -64,6 +64,33 @@ MAX_KEYS: Final = 256  # learnt keys per shape (a key is a remainder; rules with
 def shape_key(parts: Sequence[str]) -> str:
     """The parse cache's shape key of a statement `split_literals` split, when the split is the normaliser's."""
     return _MARKER.join(parts[0::2])
+
+
+def plain_pieces(sql: str, literals: Sequence[Literal]) -> list[str] | None:
+    """The text between a statement's literals when the text form can take it: `literals` (the normaliser's)
+    are exactly the digit runs `split_literals` finds, all integers, and the text between them is plain (see the
+    comment at the top); else None.
+
+    >>> from dbmesh.kernel.parse import normalize
+    >>> sql = "SELECT c FROM t WHERE id = 5;"
+    >>> plain_pieces(sql, normalize(sql, "mysql").literals)
+    ['SELECT c FROM t WHERE id = ', ';']
+    >>> sql = "SELECT c FROM t WHERE id = 5.5"
+    >>> plain_pieces(sql, normalize(sql, "mysql").literals) is None
+    True
+    """
+    parts = split_literals(sql)
+    if len(parts) != 2 * len(literals) + 1:
+        return None
+    offset = len(parts[0])
+    for i, lit in enumerate(literals):
+        if lit.kind != INT or lit.start != offset or lit.text != parts[2 * i + 1]:
+            return None
+        offset += len(lit.text) + len(parts[2 * i + 2])
+    pieces = parts[0::2]
+    if not all(_PLAIN_PIECE.fullmatch(piece) for piece in pieces):
+        return None
+    return pieces
 
 
 class PointFacts:
@@ -126,19 +153,8 @@ class TextPoint:
         if facts.param or not parsed.cached or len(parsed.slots) != len(parsed.literals) \
                 or "SHARDINGSPHERE_HINT" in sql or "__dbmesh_p" in sql:
             return None
-        parts = split_literals(sql)
-        literals = parsed.literals
-        if len(parts) != 2 * len(literals) + 1:
-            return None
-        offset = len(parts[0])
-        for i, lit in enumerate(literals):
-            if lit.kind != INT or lit.start != offset or lit.text != parts[2 * i + 1]:
-                return None
-            offset += len(lit.text) + len(parts[2 * i + 2])
-        pieces = parts[0::2]
-        if not all(_PLAIN_PIECE.fullmatch(piece) for piece in pieces):
-            return None
-        return cls(facts, pieces)
+        pieces = plain_pieces(sql, parsed.literals)
+        return cls(facts, pieces) if pieces is not None else None
 
     def plan(self, sql: str, parts: list[str]) -> Plan | None:
         """The plan of a statement with this shape's pieces (`parts` split by `split_literals`), or None when no

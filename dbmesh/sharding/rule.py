@@ -252,7 +252,7 @@ class TableRule:
             "(none, or hint without a hint value) cannot place a row", table=self.logic_table)
 
     def point_key(self, column: str) -> Callable[[object], int | None] | None:
-        """For statements whose one sharding condition is `column = value` (and no hint): a function from a value
+        """For statements whose one sharding condition is `column = value` (any case; no hint): a function from a value
         to a key such that two values with the same key route to the same nodes, so a caller may remember a
         route per key instead of per value; the function gives None for a value it cannot vouch for. None when
         the route depends on the value in a way this does not know how to key: a strategy on `column` other than
@@ -267,6 +267,7 @@ class TableRule:
         >>> key(7), key(-7), key(8), key("8"), key(True)
         (1, -1, 0, None, None)
         """
+        column = column.lower()
         moduli: list[int] = []
         for strategy in (self.database_strategy, self.table_strategy):
             if strategy is None or strategy.algorithm is None or strategy.kind in ("none", "hint") \
