@@ -93,6 +93,8 @@ class MySQLBackendConnection(asyncio.Protocol):
         self.closed = False
         self.dirty = False  # holds state a new user must not see: reset before reuse
         self.transport: asyncio.Transport | None = None
+        self.write_paused = False  # the socket's write buffer is above its high-water mark (a file being sent)
+        self._writable_waiters: list[Callable[[], None]] = []
         self.scanner = ResponseScanner()
         self._sink: ResponseSink | None = None
         self._forward: Callable[[bytes], None] = _drop
@@ -147,6 +149,9 @@ class MySQLBackendConnection(asyncio.Protocol):
                 else:
                     self._forward(data[:used])
                 if self.scanner.done:
+                    if self.scanner.local_infile:
+                        self._infile_requested(sink, used != len(data))
+                        return
                     self._sink = None
                     if used != len(data) or self.scanner.protocol_error:
                         # More bytes than one response, or a response we cannot follow: the connection's framing
@@ -166,6 +171,43 @@ class MySQLBackendConnection(asyncio.Protocol):
         self.broken = True
         self.close()
 
+    def _infile_requested(self, sink: ResponseSink, extra: bool) -> None:
+        """The server answered with a LOCAL INFILE request and now waits for a file; the sink stays attached."""
+        if extra:
+            # Bytes after the request: the server is not waiting for us, so the framing cannot be trusted. The
+            # sink hears of it through backend_lost() when the socket closes.
+            self.broken = True
+            self.close()
+            return
+        handler: Callable[[MySQLBackendConnection], None] | None = getattr(sink, "infile_requested", None)
+        if handler is not None:
+            handler(self)
+            return
+        # A command whose sink takes no file (dbmesh's own statements): send an empty one, as a client that
+        # refuses does. dbmesh never reads a file itself.
+        self.send_infile_end((self.scanner.last_seq + 1) & 0xFF)
+
+    def send_infile_end(self, seq: int) -> None:
+        """End the file of a LOCAL INFILE exchange with the empty packet `seq`; the server's answer follows."""
+        self.scanner.infile_sent(seq)
+        self._write(build_packet(b"", seq))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiters, self._writable_waiters = self._writable_waiters, []
+        for wake in waiters:
+            wake()
+
+    def when_writable(self, wake: Callable[[], None]) -> None:
+        """Call `wake` once the socket's write buffer drains below its low-water mark (now, if it is not full)."""
+        if self.write_paused and not self.closed:
+            self._writable_waiters.append(wake)
+        else:
+            wake()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.broken = True
@@ -173,6 +215,7 @@ class MySQLBackendConnection(asyncio.Protocol):
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(OSError(detail))
         sink, self._sink = self._sink, None
+        self.resume_writing()  # nobody waits for a socket that is gone
         if sink is not None:
             sink.backend_lost(self, detail)
 

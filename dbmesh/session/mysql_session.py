@@ -41,6 +41,7 @@ from dbmesh.protocol.mysql.constants import (
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
 from dbmesh.session import gate
 from dbmesh.session.classify import StatementInfo, classify, quick_classify
+from dbmesh.session.mysql_infile import InfileRelay
 from dbmesh.session.mysql_sharded import ShardedMySQL
 
 IN_TRANS = int(Status.IN_TRANS)
@@ -139,6 +140,7 @@ class MySQLSession:
         self.prepared: dict[bytes, str] = {}
         self.queue: deque[tuple[bytes, int]] = deque()
         self.current: _Statement | None = None
+        self._infile: InfileRelay | None = None  # LOAD DATA LOCAL: client packets are the file until it ends
         self.closed = False
         self._client_paused = False
         self.forward = frontend.write  # type: ignore[method-assign]
@@ -170,6 +172,9 @@ class MySQLSession:
     # -- entry points from the frontend --------------------------------------------------------------------------
 
     def on_packet(self, payload: bytes, seq: int) -> None:
+        if self._infile is not None:
+            self._relay_infile(payload, seq)
+            return
         if self.current is not None or self.queue:
             self.queue.append((payload, seq))
             if len(self.queue) > 64:
@@ -747,9 +752,25 @@ class MySQLSession:
         if info.pin:
             self.pinned = self.pinned or info.pin
 
+    def infile_requested(self, conn: MySQLBackendConnection) -> None:
+        """LOAD DATA LOCAL: the data source asked for the client's file (the request went to the client as it came)."""
+        self._infile = InfileRelay(conn, self.frontend)
+        # Packets the client sent before the request reached it are read as the file, as the server would.
+        while self.queue and self._infile is not None:
+            payload, seq = self.queue.popleft()
+            self._relay_infile(payload, seq)
+
+    def _relay_infile(self, payload: bytes, seq: int) -> None:
+        relay = self._infile
+        assert relay is not None
+        if relay.packet(payload, seq):
+            self._infile = None
+
     def backend_lost(self, conn: MySQLBackendConnection, detail: str) -> None:
         stmt, self.current = self.current, None
-        mid = conn.scanner.mid_packet()
+        # In the middle of a file the client is sending, not reading: no reply can be placed in that exchange.
+        mid = conn.scanner.mid_packet() or self._infile is not None
+        self._infile = None
         seq = (conn.scanner.last_seq + 1) if conn.scanner.packets else 1
         self._drop_conn()
         err = errors.BackendError(errors.BACKEND_LOST, data_source=conn.data_source.name, detail=detail)

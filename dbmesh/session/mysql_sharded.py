@@ -72,7 +72,7 @@ _SHOW_TABLES = re.compile(r"^\s*SHOW\s+(FULL\s+)?TABLES\s*;?\s*$", re.I)
 _ALL_COLUMNS = 2**31 - 1
 _UNIT_STATEMENTS_PER_CONNECTION = 256
 # Statements whose first word needs the general path (transaction control, savepoints, SET, admin SQL).
-_NOT_FAST_HEADS = frozenset({"BEGI", "STAR", "COMM", "ROLL", "SAVE", "RELE", "SET ", "SET\t", "SET\n"})
+_NOT_FAST_HEADS = frozenset({"BEGI", "STAR", "COMM", "ROLL", "SAVE", "RELE", "SET ", "SET\t", "SET\n", "LOAD"})
 _ROWS_BUFFERED = 256  # rows a cursor holds before it pauses its data source (when it may)
 _FLUSH_BYTES = 1 << 16
 

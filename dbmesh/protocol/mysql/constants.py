@@ -37,8 +37,9 @@ class Capability(IntFlag):
     MULTI_FACTOR_AUTH = 1 << 28
 
 
-# What dbmesh offers clients. Deliberately absent: COMPRESS/ZSTD, LOCAL_FILES, QUERY_ATTRIBUTES,
-# OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTH. SESSION_TRACK is offered because MariaDB writes the OK
+# What dbmesh offers clients. Deliberately absent: COMPRESS/ZSTD, QUERY_ATTRIBUTES,
+# OPTIONAL_RESULTSET_METADATA, MULTI_FACTOR_AUTH. LOCAL_FILES is offered: dbmesh relays (or, on sharded
+# databases, splits) the file a client chose to send, and never reads one itself. SESSION_TRACK is offered because MariaDB writes the OK
 # packet's info as a length-prefixed string whatever the client negotiated: a client without SESSION_TRACK
 # would read the prefix as text. Session-state entries in an OK packet describe the statement it answers,
 # which ran for this client; dbmesh's own replay statements are never forwarded.
@@ -48,14 +49,16 @@ SERVER_CAPABILITIES = (
     | Capability.IGNORE_SIGPIPE | Capability.TRANSACTIONS | Capability.RESERVED | Capability.SECURE_CONNECTION
     | Capability.MULTI_STATEMENTS | Capability.MULTI_RESULTS | Capability.PS_MULTI_RESULTS | Capability.PLUGIN_AUTH
     | Capability.CONNECT_ATTRS | Capability.PLUGIN_AUTH_LENENC_CLIENT_DATA | Capability.CAN_HANDLE_EXPIRED_PASSWORDS
-    | Capability.DEPRECATE_EOF | Capability.SESSION_TRACK
+    | Capability.DEPRECATE_EOF | Capability.SESSION_TRACK | Capability.LOCAL_FILES
 )
 
 # Client flags that change how a backend formats its replies: a backend connection serves only sessions whose
 # flags agree on these, so its bytes can be forwarded unchanged (capabilities cannot change after the handshake).
+# LOCAL_FILES is among them so that a data source asks for a LOAD DATA LOCAL file only on behalf of a client that
+# negotiated it; any other client gets the server's own refusal.
 BACKEND_SHAPING_CAPABILITIES = (
     Capability.FOUND_ROWS | Capability.MULTI_STATEMENTS | Capability.DEPRECATE_EOF | Capability.IGNORE_SPACE
-    | Capability.ODBC | Capability.SESSION_TRACK
+    | Capability.ODBC | Capability.SESSION_TRACK | Capability.LOCAL_FILES
 )
 # Always requested from backends, whatever the client asked.
 BACKEND_BASE_CAPABILITIES = (
