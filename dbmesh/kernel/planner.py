@@ -12,6 +12,10 @@ and the shard SQL with holes for table names, literals and the shard LIMIT, fill
 once for all units when they rename the same tables (rewrite/template.py), else once per unit. Statements with
 parameter values also keep their marked text and parse per exact text.
 
+Point statements go faster still (kernel/point.py): a statement on one sharded table whose only sharding condition
+is `column = integer literal or parameter` is answered without the parse cache, from routes the general path's own
+plans taught per shape and per point key of the rule; `plan_point` is that path alone.
+
 >>> from dbmesh.config import load_config
 >>> from dbmesh.sharding.rule import sharding_rule_for
 >>> config = load_config("rules/sharding-mysql")
