@@ -398,3 +398,61 @@ def test_result_sets_dbmesh_writes_itself_carry_mariadb_extended_metadata(states
         assert cur.fetchall() == ((0,),)
     finally:
         conn.close()
+
+
+def test_postgresql_breaker_opens_on_a_killed_data_source_and_closes_when_it_is_back(
+        postgres: PostgreSQL, tmp_path: Path) -> None:
+    if not postgres.is_managed:
+        pytest.skip("needs a PostgreSQL this test may start (DBMESH_TEST_PG_* names an external one)")
+    victim = PostgreSQL.throwaway()
+    victim.start()
+    try:
+        victim.ensure_database("gov_pgbrk_1")
+        postgres.ensure_database("gov_pgbrk_0")
+        document = {
+            "databaseName": "gov_pgbrk",
+            "dataSources": {
+                "ds_0": {"url": f"jdbc:postgresql://{postgres.host}:{postgres.port}/gov_pgbrk_0",
+                         "username": postgres.user, "password": postgres.password, "maxPoolSize": 10,
+                         "connectTimeoutMilliseconds": 1000},
+                "ds_1": {"url": f"jdbc:postgresql://{victim.host}:{victim.port}/gov_pgbrk_1",
+                         "username": victim.user, "password": victim.password, "maxPoolSize": 10,
+                         "connectTimeoutMilliseconds": 1000},
+            },
+            "rules": [_sharding()],
+        }
+        config = _with_global_rules(write_sharded_config(tmp_path / "conf", postgres, {"gov_pgbrk": document}),
+                                    _breaker_rule(open_s=2))
+        for server, db in ((postgres, "gov_pgbrk_0"), (victim, "gov_pgbrk_1")):
+            run_statements(server, db, ["DROP TABLE IF EXISTS t_item",
+                                        "CREATE TABLE t_item (id INT PRIMARY KEY, v INT)"])
+        proc = start_sharded_dbmesh(config, postgresql=True)
+        try:
+            with _pg(proc, "gov_pgbrk") as conn:
+                conn.execute("INSERT INTO t_item (id, v) VALUES (0, 0), (1, 1)")
+            victim.kill()
+            states = []
+            for _ in range(4):
+                with _pg(proc, "gov_pgbrk") as conn:
+                    try:
+                        conn.execute("SELECT v FROM t_item WHERE id = 1")
+                        states.append("ok")
+                    except psycopg.Error as exc:
+                        states.append(exc.sqlstate or "")
+            # Two backend failures (08xxx) trip it; then the breaker answers 57P03 naming the data source.
+            assert all(s.startswith("08") for s in states[:2]) and states[2:] == ["57P03", "57P03"], states
+            with _pg(proc, "gov_pgbrk") as conn, pytest.raises(psycopg.errors.CannotConnectNow) as info:
+                conn.execute("SELECT v FROM t_item WHERE id = 3")
+            assert "ds_1" in str(info.value)
+            with _pg(proc, "gov_pgbrk") as conn:
+                assert conn.execute("SELECT v FROM t_item WHERE id = 0").fetchall() == [(0,)]
+            victim.start()
+            time.sleep(2.2)
+            with _pg(proc, "gov_pgbrk") as conn:
+                assert conn.execute("SELECT v FROM t_item WHERE id = 1").fetchall() == [(1,)]
+                assert conn.execute("SELECT COUNT(*) FROM t_item").fetchall() == [(2,)]
+            assert 'dbmesh_circuit_breaker_state{resource="gov_pgbrk.ds_1"} 0.0' in _metrics(proc)
+        finally:
+            proc.stop()
+    finally:
+        victim.destroy()
