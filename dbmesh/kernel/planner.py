@@ -39,7 +39,15 @@ from sqlglot.errors import SqlglotError
 from dbmesh.kernel.hint import merge_hints, parse_hint
 from dbmesh.kernel.parse import ParseCache, ParsedStatement, SqlParseError, mark_parameters
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
-from dbmesh.kernel.point import ParamPoint, PointFacts, TextPoint, point_facts, shape_key, split_literals
+from dbmesh.kernel.point import (
+    MAX_POINT_TEXT,
+    ParamPoint,
+    PointFacts,
+    TextPoint,
+    point_facts,
+    shape_key,
+    split_literals,
+)
 from dbmesh.kernel.rewrite.generated_keys import add_generated_key
 from dbmesh.kernel.rewrite.index_names import actual_index_name, rename_index
 from dbmesh.kernel.rewrite.insert_rows import keep_rows
@@ -123,10 +131,12 @@ class Planner:
 
     def plan_point(self, sql: str, params: Sequence[Any] = ()) -> Plan | None:
         """The plan of a point statement from what earlier statements of its shape taught (kernel.point): the
-        plan `plan(sql, params)` gives, or None when the fast path does not answer this statement."""
+        plan `plan(sql, params)` gives without a hint, or None when the fast path does not answer this statement."""
         if params:
             param_point = self._param_points.get(sql)
             return param_point.plan(params) if param_point is not None else None
+        if len(sql) > MAX_POINT_TEXT:
+            return None  # not worth splitting (an INSERT of many rows, say): the general path's
         parts = split_literals(sql)
         if len(parts) == 1:
             return None

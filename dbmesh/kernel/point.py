@@ -48,7 +48,8 @@ from dbmesh.kernel.plan import Plan, RouteUnit, StatementKind
 from dbmesh.kernel.route.analysis import Analysis, Span
 from dbmesh.kernel.route.protocols import ShardingRuleLike
 
-__all__ = ["ParamPoint", "PointFacts", "TextPoint", "plain_pieces", "point_facts", "shape_key", "split_literals"]
+__all__ = ["MAX_KEYS", "MAX_POINT_TEXT", "ParamPoint", "PointFacts", "TextPoint", "plain_pieces", "point_facts",
+           "shape_key", "split_literals"]
 
 # Integer literals of a statement (see the comment above): re.split with a group gives text, digits, text, ...
 split_literals: Final = re.compile(r"(?<![\w$])([0-9]+)").split
@@ -58,6 +59,7 @@ _PLAIN_PARAM_TEXT: Final = {"mysql": re.compile(r"[A-Za-z0-9_ \t\r\n,()=<>*.;?]*
                             "postgres": re.compile(r"[A-Za-z0-9_ \t\r\n,()=<>*.;$]*")}
 _MARKER = "\x00i"  # what parse.normalize puts for an integer literal in a shape key
 _MAX_DIGITS: Final = 18  # longer literals may leave Java's long range: the general path reads them
+MAX_POINT_TEXT: Final = 8192  # longer statements are not looked at by the text form
 MAX_KEYS: Final = 256  # learnt keys per shape (a key is a remainder; rules with large moduli stop learning here)
 
 
@@ -151,7 +153,7 @@ class TextPoint:
     def of(cls, facts: PointFacts, parsed: ParsedStatement, sql: str) -> TextPoint | None:
         """The shape of a statement the general path planned without parameters, if the text form takes it."""
         if facts.param or not parsed.cached or len(parsed.slots) != len(parsed.literals) \
-                or "SHARDINGSPHERE_HINT" in sql or "__dbmesh_p" in sql:
+                or len(sql) > MAX_POINT_TEXT or "SHARDINGSPHERE_HINT" in sql or "__dbmesh_p" in sql:
             return None
         pieces = plain_pieces(sql, parsed.literals)
         return cls(facts, pieces) if pieces is not None else None

@@ -24,7 +24,7 @@ from dbmesh.errors import DbMeshError
 from dbmesh.kernel.parse import ParseCache, ShapeError, normalize
 from dbmesh.kernel.plan import Plan, RouteUnit
 from dbmesh.kernel.planner import Planner
-from dbmesh.kernel.point import MAX_KEYS, plain_pieces, shape_key, split_literals
+from dbmesh.kernel.point import MAX_KEYS, MAX_POINT_TEXT, plain_pieces, shape_key, split_literals
 from dbmesh.sharding.conditions import Hint
 from dbmesh.sharding.rule import sharding_rule_for
 
@@ -324,3 +324,14 @@ def test_the_rule_exposes_point_keys() -> None:
     key = t_acc.point_key("id")
     assert key is not None and (key(13), key(-13), key(12), key(-12)) == (1, -1, 0, 0)
     assert t_acc.point_key("k") is not None  # no strategy reads k: every k routes alike
+
+
+def test_long_statements_are_left_to_the_general_path() -> None:
+    planner = Planner(RULE, "mysql")  # type: ignore[arg-type]
+    columns = ", ".join(f"c{i}" for i in range(2000))  # a point statement longer than MAX_POINT_TEXT
+    assert len(columns) > MAX_POINT_TEXT
+    for v in TEACH:
+        planner.plan(f"SELECT {columns} FROM sbtest1 WHERE id = {v}")
+    sql = f"SELECT {columns} FROM sbtest1 WHERE id = 77"
+    assert planner.plan_point(sql) is None
+    assert planner.plan(sql) == GENERAL["mysql"].plan(sql)
