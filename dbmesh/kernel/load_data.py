@@ -169,7 +169,7 @@ class LoadData:
         statement did not name one."""
         if not self.escaped or (no_backslash_escapes and not self.escaped_given):
             return b""
-        return self.escaped[:1]
+        return self.escaped  # more than one character is the server's error to report
 
 
 def is_load_data(sql: str) -> bool:

@@ -10,13 +10,22 @@ client without it gets the server's own refusal.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dbmesh._wire.mysql_framing import build_packet
 
 if TYPE_CHECKING:
     from dbmesh.backend.mysql_connection import MySQLBackendConnection
     from dbmesh.server.mysql_frontend import MySQLFrontend
+
+
+class FileSink(Protocol):
+    """Where the client's file packets go while a LOAD DATA LOCAL statement waits for them."""
+
+    def packet(self, payload: bytes, seq: int) -> bool:
+        """One packet of the file; True when it was the empty packet that ends it (the session reads commands
+        again from the next packet on)."""
+        ...
 
 
 class InfileRelay:

@@ -41,7 +41,7 @@ from dbmesh.protocol.mysql.constants import (
 from dbmesh.protocol.mysql.packets import ColumnDefinition41, OkPacket, text_result_set
 from dbmesh.session import gate
 from dbmesh.session.classify import StatementInfo, classify, quick_classify
-from dbmesh.session.mysql_infile import InfileRelay
+from dbmesh.session.mysql_infile import FileSink, InfileRelay
 from dbmesh.session.mysql_sharded import ShardedMySQL
 
 IN_TRANS = int(Status.IN_TRANS)
@@ -140,7 +140,7 @@ class MySQLSession:
         self.prepared: dict[bytes, str] = {}
         self.queue: deque[tuple[bytes, int]] = deque()
         self.current: _Statement | None = None
-        self._infile: InfileRelay | None = None  # LOAD DATA LOCAL: client packets are the file until it ends
+        self._infile: FileSink | None = None  # LOAD DATA LOCAL: client packets are the file until it ends
         self.closed = False
         self._client_paused = False
         self.forward = frontend.write  # type: ignore[method-assign]
@@ -754,7 +754,11 @@ class MySQLSession:
 
     def infile_requested(self, conn: MySQLBackendConnection) -> None:
         """LOAD DATA LOCAL: the data source asked for the client's file (the request went to the client as it came)."""
-        self._infile = InfileRelay(conn, self.frontend)
+        self.expect_file(InfileRelay(conn, self.frontend))
+
+    def expect_file(self, sink: FileSink) -> None:
+        """The client was sent a LOCAL INFILE request: its next packets are the file, up to an empty one."""
+        self._infile = sink
         # Packets the client sent before the request reached it are read as the file, as the server would.
         while self.queue and self._infile is not None:
             payload, seq = self.queue.popleft()

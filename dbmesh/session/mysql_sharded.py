@@ -34,6 +34,7 @@ from dbmesh._wire.mysql_framing import (
 from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
 from dbmesh.config import Database, DataSource
 from dbmesh.kernel.execute import Lanes
+from dbmesh.kernel.load_data import is_load_data
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
 from dbmesh.protocol.mysql.binary import binary_row, decode_params, execute_payload, inline_params
 from dbmesh.protocol.mysql.constants import ColumnType, MariaDBCapability, Status
@@ -430,6 +431,11 @@ class ShardedMySQL:
         show = _SHOW_TABLES.match(sql)
         if show is not None:
             await self._show_tables(sql, bool(show.group(1)))
+            return
+        if info.type == "load" and is_load_data(sql):
+            from dbmesh.session.mysql_load import load_data
+
+            await load_data(self, sql)
             return
         if info.pin:
             raise errors.SessionError(errors.STATEMENT_UNSUPPORTED, construct=info.pin,
