@@ -57,7 +57,7 @@ def _pattern(backslash_escapes: bool, ansi_quotes: bool) -> re.Pattern[str]:
         r"(?P<var>@(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[\w$.]+))",
         r"(?P<ident>[0-9]*[^\W\d][\w$]*|\$[\w$]*)",
         r"(?P<number>\d+\b)",
-        r"(?P<punct>[(),=;.@])",
+        r"(?P<punct>[^\s])",  # operators and anything else of a SET expression, one character at a time
     ]
     return re.compile("|".join(parts), re.S)
 
