@@ -155,6 +155,11 @@ class RowSplitter:
                     self._need[b] = 4
         line_codes = [self._e, self._lt[0]] + [b for b in range(256) if self._need[b]]
         self._line = _char_class(line_codes)
+        # The common case read without the field machine: a one-byte FIELDS terminator that cannot overlap the
+        # LINES one, no LINES prefix, and (checked per row) no enclosing or escape character before the line's end.
+        self._simple = len(self._ft) == 1 and self._ft not in self._lt and not self._ls
+        self._quoting = _char_class((self._q, self._e))
+        self._high = re.compile(b"[\x80-\xff]") if multibyte else None
 
     # -- public ------------------------------------------------------------------------------------------------
 
@@ -207,6 +212,37 @@ class RowSplitter:
 
     def _row(self, buf: bytes, i: int, n: int, final: bool) -> tuple[int, tuple[Field, ...], bool] | None:
         """One row from a row boundary: (end, wanted fields, the file ended), or None when the file has ended."""
+        if self._simple:
+            got = self._simple_row(buf, i)
+            if got is not None:
+                return got
+        return self._field_row(buf, i, n, final)
+
+    def _simple_row(self, buf: bytes, i: int) -> tuple[int, tuple[Field, ...], bool] | None:
+        """A row that is its line split at the FIELDS terminator, or None when the general reader must read it
+        (quotes or escapes before the line's end, no line end yet, or a skipped rest of line that holds multi-byte
+        sequences). Same result as the general reader: with no enclosing or escape byte, a field ends at the first
+        FIELDS or LINES terminator, and the rest of a line after the last column is skipped to the LINES one."""
+        lt = self._lt
+        j = buf.find(lt, i)
+        if j < 0 or self._quoting.search(buf, i, j) is not None:
+            return None
+        parts = buf[i:j].split(self._ft, self.columns)
+        if len(parts) > self.columns:
+            high = self._high
+            if high is not None and high.search(parts[-1]) is not None:
+                return None
+        q = self._q
+        fields: list[Field] = []
+        for index in self.wanted:
+            if index >= len(parts):
+                fields.append(MISSING)
+            else:
+                value = parts[index]
+                fields.append(None if q >= 0 and value == b"NULL" else value)
+        return j + len(lt), tuple(fields), False
+
+    def _field_row(self, buf: bytes, i: int, n: int, final: bool) -> tuple[int, tuple[Field, ...], bool] | None:
         fields: list[Field] = [MISSING] * len(self.wanted)
         slot = self._slot
         start_of_line = bool(self._ls)

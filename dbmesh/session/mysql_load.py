@@ -18,6 +18,8 @@ Guarantees:
   Several LOADs into one node keep its rows in order, so the result is the same.
 - After the request the client is sending, not reading: whatever fails, the rest of its file is read (and
   dropped) before the one answer, OK or ERR, whose sequence id follows its last packet.
+- Inside the client's transaction the statement is atomic as on one server: each data source's rows follow a
+  savepoint, rolled back to if the statement fails.
 - The OK sums the data nodes' affected rows and "Records/Deleted/Skipped/Warnings" (a broadcast table reports
   one data source's counts, as one server would).
 """
@@ -55,6 +57,8 @@ _INTEGER = re.compile(rb"[+-]?[0-9]+")
 _NUMBER = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"})
 _COM_QUERY = b"\x03"
+_ROUTES_KEPT = 1 << 16
+_SAVEPOINT = "`dbmesh_load_data`"
 _SESSION_STATE_CHANGED = int(Status.SESSION_STATE_CHANGED)
 
 
@@ -111,6 +115,8 @@ class _Plan:
         self.keys: list[tuple[str, str]] = []  # the sharding columns' (name, data type), in splitter field order
         self.codec = "utf-8"
         self.node_sql: dict[DataNode, str] = {}
+        # Sharding fields as read -> data node: the same values route the same way for the whole statement.
+        self.routes: dict[tuple[Any, ...], DataNode] = {}
 
     # -- before the file ---------------------------------------------------------------------------------------
 
@@ -197,7 +203,9 @@ class _Plan:
         source = _ClientFile(session)
         session.frontend.send_payload(b"\xfb" + self.stmt.file_name, 1)
         session.expect_file(source)
-        loads = _Loads(self)
+        # Inside the client's transaction a failed statement must leave nothing behind, as on one server: each
+        # data source's rows sit after a savepoint until the statement is answered.
+        loads = _Loads(self, savepoint=not implicit)
         failure: BaseException | None = None
         try:
             if self.splitter is None:
@@ -214,6 +222,7 @@ class _Plan:
             await source.drain()
         if session.closed:
             return
+        await loads.end_savepoints(rollback=failure is not None)
         if implicit:
             try:
                 await owner._finish_transaction("ROLLBACK" if failure is not None else "COMMIT", reply=False)
@@ -255,6 +264,9 @@ class _Plan:
                 return
 
     def _route(self, fields: tuple[Any, ...], rows: int) -> DataNode:
+        node = self.routes.get(fields)
+        if node is not None:
+            return node
         rule_t = self.rule_t
         assert rule_t is not None
         values: dict[str, Any] = {}
@@ -263,7 +275,11 @@ class _Plan:
                 raise _refuse("LOAD DATA row without its sharding value", rule_t.logic_table,
                               f"a row near row {rows} ends before column {column}")
             values[column] = None if raw is None else _typed(raw, data_type, self.codec, column, rule_t.logic_table)
-        return rule_t.route_value(values, self.owner.hint)
+        node = rule_t.route_value(values, self.owner.hint)
+        if len(self.routes) >= _ROUTES_KEPT:
+            self.routes.clear()
+        self.routes[fields] = node
+        return node
 
     def _reply(self, results: Sequence[OkPacket], seq: int) -> None:
         owner = self.owner
@@ -514,8 +530,10 @@ class _Loads:
     """The LOADs of one statement: at most one open per data source (its session connection); rows for the other
     nodes of a busy data source wait, and take the connection over once they pass _SWITCH bytes."""
 
-    def __init__(self, plan: _Plan) -> None:
+    def __init__(self, plan: _Plan, savepoint: bool) -> None:
         self.plan = plan
+        self.savepoint = savepoint
+        self.saved: dict[str, MySQLBackendConnection] = {}  # data sources with the statement's savepoint
         self.open: dict[str, _NodeLoad] = {}
         self.waiting: dict[DataNode, list[bytes]] = {}
         self.waiting_size: dict[DataNode, int] = {}
@@ -528,6 +546,9 @@ class _Loads:
                 return current
             await self._close(node.data_source)
         conn = await self.plan.owner._sticky(node.data_source)
+        if self.savepoint and node.data_source not in self.saved:
+            await conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+            self.saved[node.data_source] = conn
         load = _NodeLoad(conn, node, self.plan.node_sql[node])
         self.open[node.data_source] = load  # before start: abandon() must see a load that is half started
         await load.start()
@@ -563,10 +584,21 @@ class _Loads:
             await self._take_over(node)
             await self._close(node.data_source)
 
+    async def end_savepoints(self, rollback: bool) -> None:
+        """Release the statement's savepoints, after rolling back to them when it failed. A connection that
+        fails here has lost the transaction; the next statement on it reports that."""
+        saved, self.saved = self.saved, {}
+        for conn in saved.values():
+            try:
+                if rollback:
+                    await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            except (errors.DbMeshError, BackendQueryError, OSError):
+                conn.broken = True
+
     async def abandon(self) -> None:
         """After a failure: end the open LOADs' files so their connections are back at a command boundary (their
-        rows go with the transaction's rollback; inside the client's transaction they stay, as the rows of a
-        multi-node statement that failed half-way do)."""
+        rows go with the implicit transaction's rollback, or back to the statement's savepoints)."""
         for load in self.open.values():
             conn, sink = load.conn, load.sink
             if sink.done.done():

@@ -430,3 +430,29 @@ def test_server_errors_come_before_the_file(mariadb: MariaDB, mesh: DbMeshProces
         assert ref.error is not None
         assert run_pymysql(mariadb, mesh, SHARDED, sql) == ref
         assert run_pymysql(mariadb, mesh, PLAIN, sql) == ref
+
+
+def test_a_row_that_cannot_be_routed_fails_the_whole_statement(mariadb: MariaDB, mesh: DbMeshProcess, tables: None,
+                                                              write: Callable[[bytes], str]) -> None:
+    """A NULL sharding value far into the file (after rows went to every data node): the client gets the error
+    after its whole file, nothing of the statement stays (implicit transaction, or the client's own with the rows
+    it had before), and the session goes on."""
+    good = b"".join(b"%d,%d,n,1,2022-01-01\n" % (i, i) for i in range(1, 20_001))
+    path = write(good + b"20001,\\N,bad,1,2022-01-01\n" + good.replace(b",n,", b",m,"))
+    sql = BAD_SQL.format(path=path)
+    out = run_pymysql(mariadb, mesh, SHARDED, sql)
+    assert out.error == (1048, "sharding value of t_order.user_id cannot be NULL")
+    check_sharded_rows(mariadb, [])
+    conn = _session(mesh, SHARDED)
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO t_order (order_id, user_id, note) VALUES (900001, 1, 'kept'), (900002, 2, 'kept')")
+        with pytest.raises(pymysql.err.MySQLError) as info:
+            cur.execute(sql)
+        assert info.value.args[0] == 1048
+        cur.execute("SELECT COUNT(*) FROM t_order")
+        assert cur.fetchone() == (2,)  # still in the transaction, with only its own rows
+        cur.execute("COMMIT")
+        cur.execute("SELECT order_id, note FROM t_order ORDER BY order_id")
+        assert cur.fetchall() == ((900001, "kept"), (900002, "kept"))
+    conn.close()
