@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from time import perf_counter
 from typing import TYPE_CHECKING, Literal
@@ -13,8 +14,9 @@ from dbmesh import errors
 from dbmesh.observe.digest import digest_hash
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
+    from dbmesh.kernel.plan import Plan
     from dbmesh.server.runtime import Runtime
     from dbmesh.traffic.governor import Probe
     from dbmesh.traffic.limiter import Admission
@@ -45,6 +47,23 @@ def is_governance_statement(sql: str) -> bool:
     return _GOVERNANCE.match(sql) is not None
 
 
+# The first three letters of every governance statement's first word (upper case): ordinary statements such as
+# SELECT are told apart from the raw bytes without decoding them.
+_GOVERNANCE_HEADS = frozenset({b"SHO", b"SET", b"ENA", b"DIS", b"LOC", b"UNL"})
+
+
+def is_governance_text(text: bytes) -> bool:
+    """`is_governance_statement` for a statement's raw UTF-8 text (NUL-terminated or not), cheap for the rest.
+
+    >>> is_governance_text(b"SELECT 1"), is_governance_text(b"show compute nodes"), is_governance_text(b" SET DIST VARIABLE a = 1")
+    (False, True, True)
+    """
+    head = text[:3].upper()
+    if head not in _GOVERNANCE_HEADS and not head[:1].isspace() and head[:2] != b"/*":
+        return False
+    return is_governance_statement(text.partition(b"\x00")[0].decode("utf-8", "replace"))
+
+
 def is_write(stmt_type: str, sql: str | None) -> bool:
     """Whether a statement of this classifier type writes (a COPY writes when it reads FROM somewhere)."""
     if stmt_type == "copy":
@@ -65,18 +84,15 @@ class Ticket:
 
     def abandon(self, runtime: Runtime) -> None:
         """The statement never ran (its QUEUE wait failed): free what it held without telling breakers anything."""
-        if self.done:
-            return
-        self.done = True
-        if self.admission is not None:
-            self.admission.release()
-        gov = runtime.traffic
-        if gov is not None and self.probe is not None:
-            gov.abandon(self.probe)
+        self._close(runtime, None)
 
     def finish(self, runtime: Runtime, backend_failed: bool) -> None:
         """Release concurrency permits and feed the breakers (response time from the ticket's creation, so a
-        QUEUE wait counts, as Sentinel counts it); idempotent, since a statement has many exits."""
+        QUEUE wait counts, as Sentinel counts it)."""
+        self._close(runtime, backend_failed)
+
+    def _close(self, runtime: Runtime, backend_failed: bool | None) -> None:
+        # Idempotent: a statement has many exits, and each of them closes its ticket.
         if self.done:
             return
         self.done = True
@@ -84,7 +100,10 @@ class Ticket:
             self.admission.release()
         gov = runtime.traffic
         if gov is not None and self.probe is not None:
-            gov.record(self.probe, perf_counter() - self.start, backend_failed)
+            if backend_failed is None:
+                gov.abandon(self.probe)
+            else:
+                gov.record(self.probe, perf_counter() - self.start, backend_failed)
 
 
 async def wait_admission(admission: Admission) -> None:
@@ -120,7 +139,7 @@ def admit(runtime: Runtime, *, user: str, database: str, stmt_type: str, sql: st
     """Run the gate for one statement; None when nothing applies. Raises the error the client must get.
 
     `data_sources` are the ones the statement will use when the caller knows them already (a logical database
-    with one data source); sharded sessions check breakers per plan instead (see `check_breakers`).
+    with one data source); sharded sessions check breakers per plan instead (see `breakers`).
     """
     check_states(runtime, stmt_type, sql)
     gov = runtime.traffic
@@ -143,14 +162,25 @@ def admit(runtime: Runtime, *, user: str, database: str, stmt_type: str, sql: st
     return Ticket(admission, probe)
 
 
-def check_breakers(runtime: Runtime, database: str, data_sources: Iterable[str],
-                   tables: Iterable[str] = ()) -> Ticket | None:
-    """Circuit breakers for a planned statement's data sources and logical tables (raises when one is open)."""
+@contextlib.contextmanager
+def breakers(runtime: Runtime, database: str, plan: Plan) -> Iterator[None]:
+    """Circuit breakers around a planned statement: refuse it when one of its data sources' (or logical tables')
+    breakers is open, else feed them its outcome (only failures that say a data source is unhealthy count)."""
     gov = runtime.traffic
-    if gov is None:
-        return None
-    probe = gov.breaker_check(database, data_sources, tables)
-    return Ticket(None, probe) if probe is not None else None
+    probe = gov.breaker_check(database, {u.data_source for u in plan.units}, plan.tables) if gov is not None \
+        else None
+    if probe is None:
+        yield
+        return
+    ticket = Ticket(None, probe)
+    failed = False
+    try:
+        yield
+    except BaseException as exc:
+        failed = is_backend_failure(exc)
+        raise
+    finally:
+        ticket.finish(runtime, failed)
 
 
 def is_backend_failure(exc: BaseException) -> bool:

@@ -767,17 +767,8 @@ class ShardedMySQL:
         if self.runtime.traffic is None:
             await self._execute(plan)
             return
-        ticket = gate.check_breakers(self.runtime, self.database.name, {u.data_source for u in plan.units},
-                                     plan.tables)
-        failed = False
-        try:
+        with gate.breakers(self.runtime, self.database.name, plan):
             await self._execute(plan)
-        except BaseException as exc:
-            failed = gate.is_backend_failure(exc)
-            raise
-        finally:
-            if ticket is not None:
-                ticket.finish(self.runtime, failed)
 
     async def _execute(self, plan: Plan) -> None:
         units = plan.units

@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbmesh.session")
 
 _Q, _P, _B, _D, _E, _C, _S, _H, _X, _F = (ord(c) for c in "QPBDECSHXF")
-# First bytes of governance DistSQL (SHOW/SET, ENABLE, DISABLE, LOCK, UNLOCK, a leading comment): a cheap pre-check.
-_GOVERNANCE_HEADS = frozenset(bytes((c,)) for c in b"SsEeDdLlUu/ \t\r\n")
 _COPY_DATA, _COPY_DONE, _COPY_FAIL = ord("d"), ord("c"), ord("f")
 _I = ord("I")
 _FORWARDED = frozenset({_P, _B, _D, _E, _C, _H, _COPY_DATA, _COPY_DONE, _COPY_FAIL})
@@ -215,8 +213,8 @@ class PgSession:
     def on_query_frame(self, frame: bytes) -> None:
         """Hot path: one whole Query message arrived alone, framed as the client sent it."""
         rt = self.runtime
-        if rt.guarded or self._generation != rt.generation or self._gate_task is not None or (
-                frame[5:6] in _GOVERNANCE_HEADS and gate.is_governance_statement(frame[5:-1].decode("utf-8", "replace"))):
+        if rt.guarded or self._generation != rt.generation or self._gate_task is not None or \
+                gate.is_governance_text(frame[5:]):
             self.on_messages([(_Q, frame[5:])])
             return
         if self.sharded is not None:
@@ -300,8 +298,7 @@ class PgSession:
                 continue
             else:
                 continue
-            if text[:1] in _GOVERNANCE_HEADS and gate.is_governance_statement(
-                    text.partition(b"\x00")[0].decode("utf-8", "replace")):
+            if gate.is_governance_text(text):
                 return True
         return False
 

@@ -1144,17 +1144,8 @@ class ShardedPg:
         if self.runtime.traffic is None:
             await self._run_plan(plan, result_formats, describe=describe, max_rows=max_rows, portal=portal)
             return
-        ticket = gate.check_breakers(self.runtime, self.database.name, {u.data_source for u in plan.units},
-                                     plan.tables)
-        failed = False
-        try:
+        with gate.breakers(self.runtime, self.database.name, plan):
             await self._run_plan(plan, result_formats, describe=describe, max_rows=max_rows, portal=portal)
-        except BaseException as exc:
-            failed = gate.is_backend_failure(exc)
-            raise
-        finally:
-            if ticket is not None:
-                ticket.finish(self.runtime, failed)
 
     async def _run_plan(self, plan: Plan, result_formats: tuple[int, ...] | None, *, describe: bool,
                         max_rows: int, portal: _Portal | None) -> None:

@@ -247,40 +247,50 @@ def _metrics(proc: DbMeshProcess) -> str:
 
 def _offer(proc: DbMeshProcess, connect: Callable[[], Any], run: Callable[[Any], None], qps: float,
            seconds: float, threads: int) -> list[tuple[float, bool]]:
-    """Send `qps` statements per second for `seconds` from `threads` connections; (time, passed) per statement."""
+    """Send `qps` statements per second for `seconds` from `threads` connections; (time, passed) per statement.
+    Any failure other than the rate limit's refusal fails the test (raised here, not lost in a thread)."""
     results: list[tuple[float, bool]] = []
+    unexpected: list[BaseException] = []
     lock = threading.Lock()
     t0 = time.monotonic() + 0.2
     interval = threads / qps
 
+    def send(k: int, conn: Any) -> None:
+        i = 0
+        while True:
+            due = t0 + (i + k / threads) * interval
+            if due - t0 >= seconds:
+                return
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                run(conn)
+                ok = True
+            except (pymysql.MySQLError, psycopg.Error) as exc:
+                if "rate limit" not in str(exc):
+                    raise
+                ok = False
+            with lock:
+                results.append((time.monotonic() - t0, ok))
+            i += 1
+
     def worker(k: int) -> None:
-        conn = connect()
         try:
-            i = 0
-            while True:
-                due = t0 + (i + k / threads) * interval
-                if due - t0 >= seconds:
-                    return
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                try:
-                    run(conn)
-                    ok = True
-                except (pymysql.MySQLError, psycopg.Error) as exc:
-                    assert "rate limit" in str(exc), exc
-                    ok = False
-                with lock:
-                    results.append((time.monotonic() - t0, ok))
-                i += 1
-        finally:
-            conn.close()
+            conn = connect()
+            try:
+                send(k, conn)
+            finally:
+                conn.close()
+        except Exception as exc:  # reported by the main thread: an exception in a thread fails nothing
+            unexpected.append(exc)
 
     pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
+    assert not unexpected, unexpected[:3]
     return results
 
 
