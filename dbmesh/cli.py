@@ -45,21 +45,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dbmesh.config import load_config_files, read_config_files
+    from dbmesh.server.runtime import serve
+
     try:
-        cfg = _load(args.config)
+        files = read_config_files(args.config)
+        cfg = load_config_files(files, Path(args.config).expanduser().resolve())
     except errors.ConfigError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    from dbmesh.config import Config
-    from dbmesh.server.runtime import serve
-
-    assert isinstance(cfg, Config)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, files=files))
     else:
-        uvloop.run(serve(cfg))
+        uvloop.run(serve(cfg, files=files))
     return 0
 
 

@@ -82,7 +82,9 @@ class Runtime:
         self.guarded = False
         self.traffic_waits = False
         self._update_guard()
-        self.config_files: dict[str, str] | None = None  # the texts this process loaded (standalone SET DIST VARIABLE)
+        # The file texts the snapshot was loaded from (standalone SET DIST VARIABLE rebuilds from them, not from
+        # whatever the directory holds by then); read at start when the caller did not pass them.
+        self.config_files: dict[str, str] | None = None
 
     def parse_cache(self, dialect: str) -> ParseCache:
         """The process-wide statement-shape cache of one SQL dialect (shared by every sharded session)."""
@@ -364,9 +366,11 @@ class Runtime:
             self.slow_log.close()
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve(config: Config, ready: asyncio.Event | None = None,
+                files: Mapping[str, str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully. `files`: the texts `config` was loaded from."""
     runtime = Runtime(config)
+    runtime.config_files = dict(files) if files is not None else None
     await runtime.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

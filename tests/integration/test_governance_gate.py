@@ -135,6 +135,8 @@ def test_dist_variables_show_and_set(states_mesh: DbMeshProcess) -> None:
         rows = dict(_rows(my, "SHOW DIST VARIABLES"))
         assert rows["max_connections_size_per_query"] == "1" and rows["cluster_state"] == "OK"
         assert _rows(my, "SHOW DIST VARIABLES LIKE 'sql_sh%'") == [("sql_show", "false")]
+        # A standalone change rebuilds from the files loaded at start, not from what the directory holds now.
+        (states_mesh.config_dir / "database-half_edited.yaml").write_text("databaseName: [\n")
         with my.cursor() as cur:
             cur.execute("SET DIST VARIABLE max_connections_size_per_query = 4")
         assert _rows(my, "SHOW DIST VARIABLE WHERE NAME = max_connections_size_per_query") == [
