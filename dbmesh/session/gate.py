@@ -135,11 +135,12 @@ def tables_of(runtime: Runtime, sql: str, dialect: Dialect) -> tuple[str, ...]:
 
 
 def admit(runtime: Runtime, *, user: str, database: str, stmt_type: str, sql: str | None, dialect: Dialect,
-          data_sources: Iterable[str] = ()) -> Ticket | None:
+          data_sources: Iterable[str] | None = None) -> Ticket | None:
     """Run the gate for one statement; None when nothing applies. Raises the error the client must get.
 
     `data_sources` are the ones the statement will use when the caller knows them already (a logical database
-    with one data source); sharded sessions check breakers per plan instead (see `breakers`).
+    with one data source): their breakers and the logical tables' are checked here. None: the caller checks
+    breakers itself once it knows the plan (sharded sessions, see `breakers`), so none is counted twice.
     """
     check_states(runtime, stmt_type, sql)
     gov = runtime.traffic
@@ -152,7 +153,7 @@ def admit(runtime: Runtime, *, user: str, database: str, stmt_type: str, sql: st
         else None
     admission = gov.admit(user, database, tables, digest) if gov.has_flow_rules else None
     try:
-        probe = gov.breaker_check(database, data_sources, tables)
+        probe = gov.breaker_check(database, data_sources, tables) if data_sources is not None else None
     except errors.DbMeshError:
         if admission is not None:
             admission.release()

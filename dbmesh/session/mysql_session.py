@@ -296,7 +296,7 @@ class MySQLSession:
             ds = self._ds
             ticket = gate.admit(self.runtime, user=self.user, database=self._db_label, stmt_type=stmt_type, sql=sql,
                                 dialect="mysql",
-                                data_sources=(ds.name,) if self.sharded is None and ds is not None else ())
+                                data_sources=None if self.sharded is not None else (ds.name,) if ds is not None else ())
         except errors.DbMeshError as exc:
             self._error(exc)
             return
