@@ -83,6 +83,7 @@ from bench_sharded import (  # noqa: E402
     sysbench_base,
     sysbench_run,
 )
+from readme_block import update_readme_block  # noqa: E402
 
 from tests.support import DbMeshProcess, DbMeshStartError, MariaDB, PostgreSQL  # noqa: E402
 from tests.support.sharded import (  # noqa: E402
@@ -633,22 +634,6 @@ def print_report(bench: Bench, gate: list[dict[str, Any]], apply: dict[str, Any]
                               highlight=False)  # fmt: skip
 
 
-README_START = "<!-- bench:governance:start -->"
-README_END = "<!-- bench:governance:end -->"
-README_BEFORE = "## Development"
-README_SECTION = """### Governance
-
-`benchmarks/bench_governance.py` measures what traffic governance costs and how fast it acts. **Gate:** sysbench
-`oltp_point_select` (text queries) and `pgbench -S` (`-M simple`) at 1 and 8 clients against two dbmesh
-processes serving the same unsharded database, one without traffic rules and one with a global `!TRAFFIC` rule
-(a QPS flow rule on the benchmark's user that is never reached, and an ERROR_RATIO circuit breaker on `ds_0`),
-in alternating rounds; the figure is the median of per-round governed/plain throughput ratios (target >= 0.9).
-The flow rule's counters are read around every governed run, to show the gate saw every statement. **Apply:**
-two sidecars in Cluster mode on a one-node ZooKeeper; `dbmesh governance push` alternates a sharding
-algorithm's expression, and `PREVIEW` is polled every 5 ms on both sidecars until both route by the new rule
-(target: within 1 s of the command returning). Results in `benchmarks/results/governance.json`."""
-
-
 def readme_block(document: dict[str, Any]) -> str:
     """The Markdown that goes between the README markers, from a results document (fresh or reloaded)."""
     s, gate, apply = document["settings"], document["summary"]["gate"], document["summary"]["apply"]
@@ -704,20 +689,7 @@ def readme_block(document: dict[str, Any]) -> str:
 
 
 def update_readme(path: Path, block: str) -> None:
-    """Replace the block between the markers; the first time, add the whole subsection at the end of the
-    Benchmarks section (right before ``## Development``)."""
-    text = path.read_text() if path.exists() else ""
-    if README_START in text and README_END in text:
-        head, _, rest = text.partition(README_START)
-        _, _, tail = rest.partition(README_END)
-        path.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
-    elif f"\n{README_BEFORE}\n" in text:
-        head, _, tail = text.partition(f"\n{README_BEFORE}\n")
-        path.write_text(f"{head}\n{README_SECTION}\n\n{README_START}\n{block}\n{README_END}\n\n{README_BEFORE}\n{tail}")
-    else:
-        print(f"{path}: neither {README_START} nor {README_BEFORE}; README not updated", file=sys.stderr)
-        return
-    print(f"{path}: governance benchmark block updated", file=sys.stderr)
+    update_readme_block(path, "governance", block)
 
 
 # -- main -----------------------------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from readme_block import update_readme_block  # noqa: E402
+
 from tests.support import (  # noqa: E402
     DbMeshProcess,
     DbMeshStartError,
@@ -578,8 +580,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work directory kept: {workdir}", file=sys.stderr)
 
 
-README_START = "<!-- bench:pg_select:start -->"
-README_END = "<!-- bench:pg_select:end -->"
 
 
 def readme_table(summary: dict[str, Any], document: dict[str, Any]) -> str:
@@ -625,15 +625,7 @@ def readme_table(summary: dict[str, Any], document: dict[str, Any]) -> str:
 
 
 def update_readme(path: Path, summary: dict[str, Any], document: dict[str, Any]) -> None:
-    """Replace the text between the README's bench markers with this run's table."""
-    text = path.read_text() if path.exists() else ""
-    if README_START not in text or README_END not in text:
-        print(f"{path}: no {README_START} markers; README not updated", file=sys.stderr)
-        return
-    head, _, rest = text.partition(README_START)
-    _, _, tail = rest.partition(README_END)
-    path.write_text(f"{head}{README_START}\n{readme_table(summary, document)}\n{README_END}{tail}")
-    print(f"{path}: benchmark table updated", file=sys.stderr)
+    update_readme_block(path, "pg_select", readme_table(summary, document))
 
 
 def _nan_to_none(value: Any) -> Any:

@@ -66,6 +66,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_mysql_point_select import parse_sysbench  # noqa: E402
 from bench_pg_select import parse_pgbench  # noqa: E402
+from readme_block import update_readme_block  # noqa: E402
 
 from tests.support import DbMeshProcess, DbMeshStartError, MariaDB, PostgreSQL  # noqa: E402
 from tests.support.sharded import (  # noqa: E402
@@ -689,9 +690,6 @@ def print_report(bench: Bench, summary: list[dict[str, Any]]) -> None:
                               highlight=False)  # fmt: skip
 
 
-README_START = "<!-- bench:sharded:start -->"
-README_END = "<!-- bench:sharded:end -->"
-README_AFTER = "<!-- bench:pg_select:end -->"
 
 
 def readme_block(document: dict[str, Any]) -> str:
@@ -772,19 +770,7 @@ def _revision_text(revision: dict[str, Any]) -> str:
 
 
 def update_readme(path: Path, block: str) -> None:
-    """Replace the block between the markers, or insert it right after the pg_select block the first time."""
-    text = path.read_text() if path.exists() else ""
-    if README_START in text and README_END in text:
-        head, _, rest = text.partition(README_START)
-        _, _, tail = rest.partition(README_END)
-        path.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
-    elif README_AFTER in text:
-        head, _, tail = text.partition(README_AFTER)
-        path.write_text(f"{head}{README_AFTER}\n\n{README_START}\n{block}\n{README_END}{tail}")
-    else:
-        print(f"{path}: neither {README_START} nor {README_AFTER}; README not updated", file=sys.stderr)
-        return
-    print(f"{path}: sharded benchmark block updated", file=sys.stderr)
+    update_readme_block(path, "sharded", block)
 
 
 def _nan_to_none(value: Any) -> Any:
