@@ -205,7 +205,7 @@ class ComputeNode:
 
 def _as_int(data: bytes | None, default: int = 0) -> int:
     text = (data or b"").decode().strip()
-    return int(text) if text.isdigit() else default
+    return int(text) if text.isascii() and text.isdigit() else default
 
 
 # --------------------------------------------------------------------------------------------- registry

@@ -408,3 +408,15 @@ def test_generated_once_matches_generated_per_unit() -> None:
                 p._tree_units(tree, routing.targets, values, False), case["id"]
             checked += 1
     assert checked > 20
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", " 7", "7"])
+def test_limit_parameter_takes_only_ascii_digits_as_a_number(value: str) -> None:
+    """A string parameter of LIMIT is a number only when it is ASCII digits ('²' and Arabic-Indic digits pass
+    str.isdigit() but are no number to int() or to the server): anything else is a clear refusal, never a crash."""
+    sql = "SELECT order_id FROM t_order WHERE status >= 'k' ORDER BY order_id LIMIT ?"
+    outcome = _plan_or_error(planner(), sql, (value,))
+    if value.strip().isascii():
+        assert not isinstance(outcome, tuple), outcome  # planned: 7 rows per shard
+    else:
+        assert isinstance(outcome, tuple) and "LIMIT/OFFSET" in outcome[1], outcome

@@ -78,12 +78,13 @@ def _value(node: exp.Expr | None, params: Sequence[Any]) -> tuple[int | None, bo
     index = param_index(node)
     if index is not None:
         value = params[index] if index < len(params) else None
-        if isinstance(value, str) and value.strip().isdigit():
+        # str.isdigit() also accepts digits int() refuses ('²'): only ASCII digits are a number here, as for the server.
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise PaginationError(f"parameter {index + 1} of LIMIT/OFFSET is {value!r}")
         return value, True
-    if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
+    if isinstance(node, exp.Literal) and not node.is_string and node.this.isascii() and node.this.isdigit():
         return int(node.this), False
     raise PaginationError(f"LIMIT/OFFSET {node.sql()} is not an integer")
 

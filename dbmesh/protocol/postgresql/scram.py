@@ -240,7 +240,7 @@ class ClientScram:
             raise ScramError("server-first message lacks r=, s= or i=")
         if not nonce.startswith(self._cnonce) or len(nonce) == len(self._cnonce) or not _valid_nonce(nonce):
             raise ScramError("server nonce does not extend the client nonce")
-        if not iters.isdigit() or not 1 <= int(iters) <= MAX_ITERATIONS:
+        if not (iters.isascii() and iters.isdigit()) or not 1 <= int(iters) <= MAX_ITERATIONS:
             raise ScramError(f"invalid iteration count {iters[:20]!r}")
         salt = _unb64(salt_b64, "salt")
         sp = salted_password(self.password, salt, int(iters))
