@@ -1079,21 +1079,26 @@ def _forwarder(owner: ShardedMySQL, unit: RouteUnit) -> Callable[[bytes], None]:
     write = owner.session.frontend.write
     if not unit.tables:
         return write
-    return _HeaderRenamer(write, dict(unit.tables), owner.database.name, owner.session.deprecate_eof)
+    return _HeaderRenamer(write, unit.tables, owner.database.name, owner.session.deprecate_eof)
 
 
 class _HeaderRenamer:
     """Forwards one response, renaming actual tables to logic ones in its column definitions, as one server
-    holding the logic tables would name them; everything after the column definitions passes untouched."""
+    holding the logic tables would name them; everything after the column definitions passes untouched.
 
-    __slots__ = ("buf", "deprecate_eof", "done", "schema", "tables", "write")
+    The same statement shape gets the same column definitions every time: a response that begins with a header
+    already renamed for the same tables is answered from the memo by one prefix comparison. The renamed bytes are
+    a function of the raw header bytes and the key alone, so a prefix match gives exactly what parsing would."""
 
-    def __init__(self, write: Callable[[bytes], None], tables: dict[str, str], schema: str,
+    __slots__ = ("buf", "deprecate_eof", "done", "key", "schema", "tables", "write")
+
+    def __init__(self, write: Callable[[bytes], None], tables: tuple[tuple[str, str], ...], schema: str,
                  deprecate_eof: bool) -> None:
         self.write = write
         self.tables = tables
         self.schema = schema
         self.deprecate_eof = deprecate_eof
+        self.key = (tables, schema, deprecate_eof)
         self.buf = b""
         self.done = False
 
@@ -1101,6 +1106,12 @@ class _HeaderRenamer:
         if self.done:
             self.write(data)
             return
+        if not self.buf:
+            for raw, renamed in _HEADER_MEMO.get(self.key, ()):
+                if data.startswith(raw):
+                    self.done = True
+                    self.write(renamed + data[len(raw):] if len(data) > len(raw) else renamed)
+                    return
         buf = self.buf + data if self.buf else data
         pos = 0
         packets: list[tuple[int, bytes]] = []
@@ -1130,20 +1141,29 @@ class _HeaderRenamer:
                 break
         self.done = True
         self.buf = b""
-        # The same statement shape sends the same header every time: rename it once.
-        key = (buf[:pos], self.schema, tuple(self.tables.items()))
-        header = _RENAMED_HEADERS.get(key)
-        if header is None:
-            ncols = need - 1 - (0 if self.deprecate_eof else 1)
-            header = b"".join(build_packet(p if not 1 <= i <= ncols else _rename_column(p, self.tables, self.schema),
-                                           seq) for i, (seq, p) in enumerate(packets))
-            if len(_RENAMED_HEADERS) > 2048:
-                _RENAMED_HEADERS.clear()
-            _RENAMED_HEADERS[key] = header
+        ncols = need - 1 - (0 if self.deprecate_eof else 1)
+        tables = dict(self.tables)
+        header = b"".join(build_packet(p if not 1 <= i <= ncols else _rename_column(p, tables, self.schema), seq)
+                          for i, (seq, p) in enumerate(packets))
+        _remember_header(self.key, buf[:pos], header)
         self.write(header + buf[pos:] if pos < len(buf) else header)
 
 
-_RENAMED_HEADERS: dict[tuple[bytes, str, tuple[tuple[str, str], ...]], bytes] = {}
+_HeaderKey = tuple[tuple[tuple[str, str], ...], str, bool]
+# (unit tables, schema, deprecate_eof) -> recent (raw header, renamed header), most recent first.
+_HEADER_MEMO: dict[_HeaderKey, list[tuple[bytes, bytes]]] = {}
+_HEADER_MEMO_KEYS = 2048
+_HEADER_MEMO_SHAPES = 8  # headers kept per key: the statement shapes of one table that run often
+
+
+def _remember_header(key: _HeaderKey, raw: bytes, renamed: bytes) -> None:
+    shapes = _HEADER_MEMO.get(key)
+    if shapes is None:
+        if len(_HEADER_MEMO) >= _HEADER_MEMO_KEYS:
+            _HEADER_MEMO.clear()
+        shapes = _HEADER_MEMO[key] = []
+    shapes.insert(0, (raw, renamed))
+    del shapes[_HEADER_MEMO_SHAPES:]
 
 
 class _FastRelay:
