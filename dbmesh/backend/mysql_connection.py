@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dbmesh import errors
@@ -98,6 +99,8 @@ class MySQLBackendConnection(asyncio.Protocol):
         self.scanner = ResponseScanner()
         self._sink: ResponseSink | None = None
         self._forward: Callable[[bytes], None] = _drop
+        # Pipelined commands whose responses follow the current one, in order: (response kind, sink).
+        self._queued: deque[tuple[int, ResponseSink]] = deque()
         self._handshake: ClientHandshake | None = None
         self._hs_reader: PacketReader | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -150,9 +153,19 @@ class MySQLBackendConnection(asyncio.Protocol):
                     self._forward(data[:used])
                 if self.scanner.done:
                     if self.scanner.local_infile:
-                        self._infile_requested(sink, used != len(data))
+                        self._infile_requested(sink, used != len(data) or bool(self._queued))
                         return
                     self._sink = None
+                    if self._queued and not self.scanner.protocol_error:
+                        # Pipelined: the next response starts right after this one.
+                        kind, following = self._queued.popleft()
+                        self.scanner.start(kind, self.deprecate_eof)
+                        self._sink = following
+                        self._forward = following.forward
+                        sink.response_done(self)
+                        if used != len(data) and self._sink is following:
+                            self.data_received(data[used:])
+                        return
                     if used != len(data) or self.scanner.protocol_error:
                         # More bytes than one response, or a response we cannot follow: the connection's framing
                         # can no longer be trusted. The client got what belonged to its command.
@@ -215,9 +228,12 @@ class MySQLBackendConnection(asyncio.Protocol):
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(OSError(detail))
         sink, self._sink = self._sink, None
+        queued, self._queued = self._queued, deque()
         self.resume_writing()  # nobody waits for a socket that is gone
         if sink is not None:
             sink.backend_lost(self, detail)
+        for _, waiting in queued:
+            waiting.backend_lost(self, detail)
 
     def _on_handshake_bytes(self, data: bytes) -> None:
         assert self._hs_reader is not None and self._handshake is not None and self._ready is not None
@@ -289,6 +305,28 @@ class MySQLBackendConnection(asyncio.Protocol):
             sink.backend_lost(self, "connection already closed")
             return
         transport.write(framed)
+
+    def start_pipeline(self, commands: Sequence[tuple[bytes, int, ResponseSink]]) -> None:
+        """Send several framed commands in one write; the data source answers them in order and each response goes
+        to its own sink, as start_command() would deliver it. For statements whose outcome does not depend on the
+        ones before them (the units of one read-only query): the server runs the next even if one fails."""
+        framed, kind, sink = commands[0]
+        if len(commands) == 1:
+            self.start_command(framed, kind, sink)
+            return
+        self.scanner.start(kind, self.deprecate_eof)
+        self._sink = sink
+        self._forward = sink.forward
+        self._queued.extend((k, s) for _, k, s in commands[1:])
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._sink = None
+            queued, self._queued = self._queued, deque()
+            sink.backend_lost(self, "connection already closed")
+            for _, waiting in queued:
+                waiting.backend_lost(self, "connection already closed")
+            return
+        transport.write(b"".join(c[0] for c in commands))
 
     def send_no_reply(self, framed: bytes) -> None:
         """Commands that have no response (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA)."""

@@ -11,6 +11,9 @@ Guarantees:
 - A cursor whose lane still has queued units never applies backpressure (it buffers instead), so a merge that
   needs the first row of every unit cannot deadlock on a shared connection.
 - Every connection is quiet (its response fully read) before `run` returns it, whatever happened.
+- With `start_many`, a lane's units are sent together (pipelined) and answered in order on its connection: one
+  round trip instead of one per unit. Only for units whose outcome does not depend on each other (a read-only
+  query outside a transaction); the cursors complete in order, so the rules above hold unchanged.
 """
 
 from __future__ import annotations
@@ -44,11 +47,13 @@ class Lanes(Generic[Conn, Cur]):
     def __init__(self, units: Sequence[RouteUnit], budget: int,
                  lease: Callable[[str, int], Awaitable[Conn]],
                  start: Callable[[Conn, RouteUnit, int], Cur],
-                 give_back: Callable[[str, int, Conn], None]) -> None:
+                 give_back: Callable[[str, int, Conn], None],
+                 start_many: Callable[[Conn, list[tuple[RouteUnit, int]]], list[Cur]] | None = None) -> None:
         self.units = units
         self.cursors: list[asyncio.Future[Cur]] = []
         self._lease = lease
         self._start = start
+        self._start_many = start_many
         self._give_back = give_back
         loop = asyncio.get_running_loop()
         lanes: dict[tuple[str, int], list[int]] = {}
@@ -64,6 +69,14 @@ class Lanes(Generic[Conn, Cur]):
         conn: Conn | None = None
         try:
             conn = await self._lease(ds, lane)
+            if self._start_many is not None and len(indexes) > 1:
+                cursors = self._start_many(conn, [(self.units[i], i) for i in indexes])
+                for pos, (i, cursor) in enumerate(zip(indexes, cursors, strict=True)):
+                    cursor.set_exclusive(pos == len(indexes) - 1)
+                    self.cursors[i].set_result(cursor)
+                for cursor in cursors:
+                    await cursor.wait_done()
+                return
             for pos, i in enumerate(indexes):
                 cursor = self._start(conn, self.units[i], i)
                 cursor.set_exclusive(pos == len(indexes) - 1)

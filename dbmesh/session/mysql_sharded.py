@@ -53,6 +53,7 @@ from dbmesh.sharding.conditions import Hint
 
 if TYPE_CHECKING:
     from dbmesh.backend.mysql_connection import MySQLPool
+    from dbmesh.kernel.merge.codec_mysql import MySQLTextCodec
     from dbmesh.session.mysql_session import MySQLSession
     from dbmesh.sharding.rule import ShardingRule
 
@@ -803,11 +804,20 @@ class ShardedMySQL:
             conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, cursor)
             return cursor
 
-        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done)
+        def start_many(conn: MySQLBackendConnection, units: list[tuple[RouteUnit, int]]) -> list[MySQLShardCursor]:
+            cursors = [MySQLShardCursor(conn, i) for _, i in units]
+            conn.start_pipeline([(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, cursor)
+                                 for (unit, _), cursor in zip(units, cursors, strict=True)])
+            return cursors
+
+        # A query outside a transaction, where each unit is a transaction of its own: the units sharing a connection
+        # go out together and come back in order.
+        pipelined = start_many if plan.kind == "query" and not self.txn_open else None
+        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done, pipelined)
 
     async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None,
                             ok_fallback: bool = False) -> None:
-        from dbmesh.kernel.merge import merge, mysql_text_codec
+        from dbmesh.kernel.merge import merge
 
         spec = plan.merge
         if spec is None:
@@ -828,28 +838,28 @@ class ShardedMySQL:
                 self._reply_ok_sum(plan, cursors)
                 return
             extended = bool(self.session.ext_capabilities & MariaDBCapability.EXTENDED_METADATA)
-            column_defs = [ColumnDefinition41.decode(p, extended) for p in head.columns]
-            codec = mysql_text_codec(column_defs)
             ncols = len(head.columns)
             # The planner cannot count `*` columns: "all" is a huge number, and derived columns after a `*` are
             # counted from the end (a negative number).
             visible = min(spec.visible, ncols) if spec.visible >= 0 else ncols + spec.visible
-            tables = {a: lg for u in plan.units for a, lg in u.tables}
             names = _expression_names(self.current_sql, visible)
-            col_payloads = [_rename_column(p, tables, self.database.name, names[i] if i < len(names) else None)
-                            for i, p in enumerate(head.columns[:visible])]
-            out = [build_packet(lenenc_int(visible), 1)]
-            seq = 2
-            for p in col_payloads:
-                out.append(build_packet(p, seq & 0xFF))
-                seq += 1
+            header_key = (tuple(head.columns), tuple(u.tables for u in plan.units), self.database.name, visible,
+                          tuple(names), extended)
+            merged_header = _MERGED_HEADERS.get(header_key)
+            if merged_header is None:
+                merged_header = _merged_header(head.columns, plan, self.database.name, visible, names, extended)
+                if len(_MERGED_HEADERS) >= 1024:
+                    _MERGED_HEADERS.clear()
+                _MERGED_HEADERS[header_key] = merged_header
+            header_bytes, codec, visible_defs = merged_header
+            out = [header_bytes]
+            seq = 2 + visible
             deprecate_eof = self.session.deprecate_eof
             if not deprecate_eof:
                 out.append(build_packet(eof_packet(self.status), seq & 0xFF))
                 seq += 1
             write = self.session.frontend.write
             size = 0
-            visible_defs = column_defs[:visible]
             async for row in merge(spec, cursors, codec, max_rows=self.rule.merge_max_rows_in_memory,
                                    dialect="mysql"):
                 if binary_columns is not None:
@@ -956,13 +966,49 @@ def _terminator_warnings(p: bytes, deprecate_eof: bool) -> int:
     return int(struct.unpack_from("<H", p, 1)[0]) if len(p) >= 3 else 0
 
 
+_MergedHeader = tuple[bytes, "MySQLTextCodec", list[ColumnDefinition41]]
+# (shard column definitions, unit tables, schema, visible, names, extended metadata) -> what a merged result
+# sends and decodes with: the same statement shape gets the same shard header every time.
+_MERGED_HEADERS: dict[tuple[Any, ...], _MergedHeader] = {}
+
+
+def _merged_header(columns: list[bytes], plan: Plan, schema: str, visible: int, names: list[str | None],
+                   extended: bool) -> _MergedHeader:
+    """The column count and visible column definitions of a merged result (renamed as one server holding the logic
+    tables names them), the codec of the shard rows and the visible columns' definitions."""
+    from dbmesh.kernel.merge import mysql_text_codec
+
+    column_defs = [ColumnDefinition41.decode(p, extended) for p in columns]
+    tables = {a: lg for u in plan.units for a, lg in u.tables}
+    frames = [build_packet(lenenc_int(visible), 1)]
+    for i, p in enumerate(columns[:visible]):
+        frames.append(build_packet(_rename_column(p, tables, schema, names[i] if i < len(names) else None),
+                                   (2 + i) & 0xFF))
+    return b"".join(frames), mysql_text_codec(column_defs), column_defs[:visible]
+
+
 def _expression_names(sql: str, visible: int) -> list[str | None]:
     """MySQL names an unaliased expression column by the expression's text as the client wrote it; a merged plan's
     shard SQL was regenerated (function names upper-cased, spacing normalised), so take the names from the
     client's own text."""
     if not sql:
         return []
-    return select_item_names(sql)[:visible]
+    m = _PLAIN_SELECT_LIST.match(sql)
+    if m is None:
+        return select_item_names(sql)[:visible]
+    # Without quotes, brackets or comments the select list ends at the first FROM: the names depend on this
+    # prefix alone, so statements differing only after it (their WHERE values) share one entry.
+    names = _NAMES_BY_PREFIX.get(m.group(0))
+    if names is None:
+        names = select_item_names(sql)
+        if len(_NAMES_BY_PREFIX) >= 4096:
+            _NAMES_BY_PREFIX.clear()
+        _NAMES_BY_PREFIX[m.group(0)] = names
+    return names[:visible]
+
+
+_PLAIN_SELECT_LIST = re.compile(r"\s*SELECT\s[^'\"`()/#;\\-]*?\sFROM\s", re.I)
+_NAMES_BY_PREFIX: dict[str, list[str | None]] = {}
 
 
 def select_item_names(sql: str) -> list[str | None]:
