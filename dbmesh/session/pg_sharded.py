@@ -24,7 +24,7 @@ import datetime
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from dbmesh import errors
 from dbmesh._wire.pg_framing import MessageReader, build_message
 from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError
 from dbmesh.config import Database, DataSource
-from dbmesh.kernel.execute import Lanes
+from dbmesh.kernel.merge.codec_pg import PostgresCodec, pg_codec
 from dbmesh.kernel.plan import Plan, RouteUnit
 from dbmesh.protocol.postgresql.messages import (
     Bind,
@@ -115,7 +115,8 @@ class _Lease:
 
 
 class PgShardCursor:
-    """Sink for one unit run with the extended protocol: RowDescription, DataRows, CommandComplete or an error."""
+    """Sink for one unit run with the extended protocol: RowDescription, DataRows, CommandComplete or an error.
+    Attached to its connection on its own, or one of the units of a lane (see _LaneSink)."""
 
     def __init__(self, conn: PgBackendConnection, index: int) -> None:
         self.conn = conn
@@ -129,45 +130,53 @@ class PgShardCursor:
         self.error: bytes | None = None  # ErrorResponse payload
         self.notices: list[bytes] = []
         self.lost: str | None = None
+        self.headed = False  # the answer's first message (RowDescription, NoData, CommandComplete, ...) arrived
         self.done = False
         self.exclusive = False
         self.abandoned = False
         self.paused = False
+        # Futures only for what someone waits for before it happened (most answers are complete when looked at).
         self._waiter: asyncio.Future[None] | None = None
-        loop = asyncio.get_running_loop()
-        self._header: asyncio.Future[None] = loop.create_future()
-        self._finished: asyncio.Future[None] = loop.create_future()
+        self._header: asyncio.Future[None] | None = None
+        self._finished: asyncio.Future[None] | None = None
 
     # PgSink
     def forward(self, data: bytes) -> None:
         self.reader.feed(data)
         while (m := self.reader.read()) is not None:
-            t, payload = m
-            if t == 0x44:  # 'D'
-                if not self.abandoned:
-                    self.rows.append(payload)
-            elif t == 0x54:  # 'T'
-                self.row_description = payload
-                self.fields = RowDescription.decode(payload).fields
-                self._ready()
-            elif t == 0x74:  # 't' ParameterDescription
-                self.param_oids = ParameterDescription.decode(payload).type_oids
-            elif t == 0x47:  # 'G' CopyInResponse: the data source waits for CopyData
-                self._ready()
-            elif t == 0x6E:  # 'n' NoData
-                self._ready()
-            elif t == 0x43:  # 'C'
-                self.tag = payload[:-1]
-                self._ready()
-            elif t == 0x45:  # 'E'
-                if self.error is None:
-                    self.error = payload
-                self._ready()
-            elif t == 0x4E:  # 'N'
-                self.notices.append(payload)
-            elif t == 0x49:  # 'I' empty query
-                self.tag = b""
-                self._ready()
+            self.message(m[0], m[1])
+        self.received()
+
+    def message(self, t: int, payload: bytes) -> None:
+        """One message of this unit's answer."""
+        if t == 0x44:  # 'D'
+            if not self.abandoned:
+                self.rows.append(payload)
+        elif t == 0x54:  # 'T'
+            self.row_description = payload
+            self.fields = _fields_of(payload)
+            self._ready()
+        elif t == 0x74:  # 't' ParameterDescription
+            self.param_oids = ParameterDescription.decode(payload).type_oids
+        elif t == 0x47:  # 'G' CopyInResponse: the data source waits for CopyData
+            self._ready()
+        elif t == 0x6E:  # 'n' NoData
+            self._ready()
+        elif t == 0x43:  # 'C'
+            self.tag = payload[:-1]
+            self._ready()
+        elif t == 0x45:  # 'E'
+            if self.error is None:
+                self.error = payload
+            self._ready()
+        elif t == 0x4E:  # 'N'
+            self.notices.append(payload)
+        elif t == 0x49:  # 'I' empty query
+            self.tag = b""
+            self._ready()
+
+    def received(self) -> None:
+        """After a chunk of the answer: pause the data source when enough rows wait, wake a fetch."""
         if len(self.rows) >= _ROWS_BUFFERED and self.exclusive and not self.paused and not self.done:
             transport = self.conn.transport
             if transport is not None:
@@ -188,12 +197,16 @@ class PgShardCursor:
         self.done = True
         self._ready()
         self._wake()
-        if not self._finished.done():
-            self._finished.set_result(None)
+        f = self._finished
+        if f is not None and not f.done():
+            f.set_result(None)
 
     def _ready(self) -> None:
-        if not self._header.done():
-            self._header.set_result(None)
+        if not self.headed:
+            self.headed = True
+            f = self._header
+            if f is not None and not f.done():
+                f.set_result(None)
 
     def _wake(self) -> None:
         w = self._waiter
@@ -208,7 +221,11 @@ class PgShardCursor:
                 transport.resume_reading()
 
     async def wait_done(self) -> None:
-        await self._finished
+        if not self.done:
+            f = self._finished
+            if f is None or f.done():  # (done here only if a waiter was cancelled)
+                f = self._finished = asyncio.get_running_loop().create_future()
+            await f
 
     def set_exclusive(self, exclusive: bool) -> None:
         self.exclusive = exclusive
@@ -219,7 +236,11 @@ class PgShardCursor:
         self._resume()
 
     async def header(self) -> None:
-        await self._header
+        if not self.headed:
+            f = self._header
+            if f is None or f.done():
+                f = self._header = asyncio.get_running_loop().create_future()
+            await f
 
     async def fetch(self) -> list[bytes] | None:
         while not self.rows:
@@ -232,6 +253,140 @@ class PgShardCursor:
         rows, self.rows = self.rows, []
         self._resume()
         return rows
+
+
+class _LaneSink:
+    """Sink of a lane: the answers to several units sent at once on one connection, each unit its own
+    Parse/Bind/Describe/Execute/Sync and so its answer ending at its own ReadyForQuery, dealt to the units'
+    cursors in order. The data source answers such a batch exactly as it would answer each unit sent after the
+    previous unit's ReadyForQuery (an error ends at the unit's Sync; a transaction's state carries over), so
+    pipelining changes nothing but the round trips."""
+
+    __slots__ = ("at", "cursors", "reader")
+
+    def __init__(self, cursors: list[PgShardCursor]) -> None:
+        self.cursors = cursors
+        self.at = 0  # the unit being answered
+        self.reader = MessageReader()
+
+    # PgSink
+    def forward(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        cursors = self.cursors
+        last = len(cursors) - 1
+        first = at = self.at
+        cursor = cursors[at]
+        while (m := reader.read()) is not None:
+            t, payload = m
+            if t == 0x44:  # DataRow: the common case, inline
+                if not cursor.abandoned:
+                    cursor.rows.append(payload)
+            elif t == 0x5A:  # ReadyForQuery: this unit is answered (the lane's last one at on_ready)
+                if at < last:
+                    cursor._finish()
+                    at += 1
+                    cursor = cursors[at]
+            else:
+                cursor.message(t, payload)
+        self.at = at
+        for i in range(first, at + 1):
+            cursors[i].received()
+
+    def on_ready(self, conn: PgBackendConnection) -> None:
+        conn.detach()
+        conn.tx_status = conn.scanner.tx_status
+        for cursor in self.cursors[self.at:]:
+            cursor._finish()
+
+    def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
+        for cursor in self.cursors[self.at:]:
+            cursor.lost = detail
+            cursor._finish()
+
+
+class _Lanes:
+    """A plan's units run as kernel.execute.Lanes runs them (at most `budget` connections per data source, units
+    beyond that queue on the same connection in plan order, a cursor whose lane still has units after it never
+    pauses the data source, every connection quiet before it is given back), except that all units of a lane are
+    sent at once (see _LaneSink): one round trip per lane instead of one per unit. A lane whose connection the
+    session holds ready is started at once, without a task."""
+
+    __slots__ = ("cursors", "failures", "held", "lanes", "message", "owner", "units")
+
+    def __init__(self, owner: ShardedPg, units: Sequence[RouteUnit], budget: int,
+                 message: Callable[[RouteUnit], bytes]) -> None:
+        self.owner = owner
+        self.units = units
+        self.message = message  # a unit's messages, Parse to Sync
+        lanes: dict[tuple[str, int], list[int]] = {}
+        per_ds: dict[str, int] = {}
+        for i, unit in enumerate(units):
+            n = per_ds.get(unit.data_source, 0)
+            per_ds[unit.data_source] = n + 1
+            lanes.setdefault((unit.data_source, n % max(1, budget)), []).append(i)
+        self.lanes = lanes
+        self.cursors: list[PgShardCursor | None] = [None] * len(units)
+        self.failures: dict[int, BaseException] = {}
+        self.held: list[tuple[str, int, PgBackendConnection, _LaneSink]] = []
+
+    async def start(self) -> None:
+        """Get every lane a connection and send it its units. A lane that gets none fails its units' cursors."""
+        owner = self.owner
+        waiting: list[tuple[str, int, list[int]]] = []
+        for (ds, lane), indexes in self.lanes.items():
+            conn = owner._ready_conn(ds) if lane == 0 else None
+            if conn is None:
+                waiting.append((ds, lane, indexes))
+            else:
+                self._send(ds, lane, conn, indexes)
+        if not waiting:
+            return
+        results: list[PgBackendConnection | BaseException]
+        if len(waiting) == 1:
+            try:
+                results = [await owner._lane_conn(waiting[0][0], waiting[0][1])]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(*(owner._lane_conn(ds, lane) for ds, lane, _ in waiting),
+                                           return_exceptions=True)
+        for (ds, lane, indexes), result in zip(waiting, results, strict=True):
+            if isinstance(result, BaseException):
+                for i in indexes:
+                    self.failures[i] = result
+            else:
+                self._send(ds, lane, result, indexes)
+
+    def _send(self, ds: str, lane: int, conn: PgBackendConnection, indexes: list[int]) -> None:
+        cursors = [PgShardCursor(conn, i) for i in indexes]
+        cursors[-1].exclusive = True
+        sink = _LaneSink(cursors)
+        self.held.append((ds, lane, conn, sink))
+        for i, cursor in zip(indexes, cursors, strict=True):
+            self.cursors[i] = cursor
+        conn.attach(sink)
+        units = self.units
+        message = self.message
+        conn.send(b"".join([message(units[i]) for i in indexes]), len(indexes))
+
+    def cursor(self, i: int) -> PgShardCursor:
+        """Unit `i`'s cursor; raises what kept its lane from a connection."""
+        cursor = self.cursors[i]
+        if cursor is None:
+            raise self.failures.get(i) or errors.InternalError(f"unit {i} was never started")
+        return cursor
+
+    async def finish(self) -> None:
+        """Drop whatever is still coming and wait until every connection is quiet, then give them back."""
+        for cursor in self.cursors:
+            if cursor is not None:
+                cursor.abandon()
+        held, self.held = self.held, []
+        for ds, lane, conn, sink in held:
+            for cursor in sink.cursors:
+                await cursor.wait_done()
+            self.owner._lane_done(ds, lane, conn)
 
 
 @dataclass
@@ -294,6 +449,11 @@ class ShardedPg:
         self.busy = False
         self.in_batch = False  # extended-protocol messages processed since the last Sync
         self._fast: _FastRelay | None = None  # the statement _try_fast sent, until its ReadyForQuery
+        # The plan _try_fast made for a statement it then left to the worker (several units, a merge), keyed by
+        # exactly what the worker plans it from (Bind payload or Query text, statement text, parameter types,
+        # hint); kept only until the next batch of client messages, so the worker does not plan it again.
+        self._planned: tuple[bytes | str, str, tuple[int, ...], Hint | None, Plan] | None = None
+        self._unfast_plan: Plan | None = None
         from dbmesh.session.pg_session import MAX_CACHED_STATEMENTS
 
         self._max_prepared = MAX_CACHED_STATEMENTS
@@ -301,6 +461,7 @@ class ShardedPg:
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
+        self._planned = None
         if self._worker is None and self._fast is None and self._try_fast(messages):
             return
         for m in messages:
@@ -433,6 +594,9 @@ class ShardedPg:
                 return False
             route = self._fast_route(sql, ())
             if route is None:
+                if self._unfast_plan is not None:
+                    self._planned = (sql, sql, (), self.hint, self._unfast_plan)
+                    self._unfast_plan = None
                 return False
             self._fast_send(*route, b"\x00\x00", simple=True, describe=True)
             return True
@@ -494,6 +658,9 @@ class ShardedPg:
             return False
         route = self._fast_route(st.sql, values)
         if route is None:
+            if self._unfast_plan is not None:
+                self._planned = (bind, st.sql, oids, self.hint, self._unfast_plan)
+                self._unfast_plan = None
             return False
         if parse is not None:
             self.statements[parse.name] = st if statement_name == parse.name else _Statement(parse.query,
@@ -505,12 +672,15 @@ class ShardedPg:
 
     def _fast_route(self, sql: str, values: tuple[Any, ...]) -> tuple[_Lease, PgBackendConnection, RouteUnit,
                                                                        Plan] | None:
-        """The one unit of a point statement and the held connection that can run it now, or None."""
+        """The one unit of a point statement and the held connection that can run it now, or None (and, when the
+        statement has several units or a merge, its plan in _unfast_plan)."""
+        self._unfast_plan = None
         try:
             plan = self.planner.plan(sql, values, hint=self.hint)
         except Exception:  # whatever it is, the worker plans again and reports it
             return None
         if len(plan.units) != 1 or plan.merge is not None:
+            self._unfast_plan = plan
             return None
         unit = plan.units[0]
         lease = self.leases.get(unit.data_source)
@@ -781,7 +951,11 @@ class ShardedPg:
             await self._setting(sql, info)
             return
         if plan is None:
-            plan = self.planner.plan(sql, params, hint=self.hint)
+            memo, self._planned = self._planned, None
+            if memo is not None and memo[0] == sql and not params and memo[3] is self.hint:
+                plan = memo[4]  # what _try_fast planned for this very Query text
+            else:
+                plan = self.planner.plan(sql, params, hint=self.hint)
         await self._execute_plan(plan, result_formats, describe=describe, max_rows=max_rows, portal=portal)
 
     async def _setting(self, sql: str, info: Any) -> None:
@@ -1081,10 +1255,15 @@ class ShardedPg:
                        for i in range(len(b.params)))
         portal = _Portal(st, values, b.result_formats)
         if txn is None and self.status != b"E" and not _SAVEPOINT.match(st.sql):
-            try:
-                portal.plan = self.planner.plan(st.sql, values, hint=self.hint)
-            except errors.DbMeshError as exc:
-                raise _Failed(render_error(exc)) from exc
+            memo, self._planned = self._planned, None
+            if memo is not None and memo[0] == payload and memo[1] == st.sql and memo[2] == oids \
+                    and memo[3] is self.hint:
+                portal.plan = memo[4]  # what _try_fast planned for this very Bind of this statement
+            else:
+                try:
+                    portal.plan = self.planner.plan(st.sql, values, hint=self.hint)
+                except errors.DbMeshError as exc:
+                    raise _Failed(render_error(exc)) from exc
         self.portals[b.portal] = portal
         self.out.append(_BIND_COMPLETE)
 
@@ -1121,23 +1300,37 @@ class ShardedPg:
 
     # -- execution ---------------------------------------------------------------------------------------------
 
-    def _lanes(self, plan: Plan, result_formats: tuple[int, ...], width: int | None) -> Lanes[PgBackendConnection,
-                                                                                             PgShardCursor]:
+    def _lanes(self, plan: Plan, result_formats: tuple[int, ...], width: int | None) -> _Lanes:
         budget = 1 if self.status != b"I" else self.rule.max_connections_size_per_query
+        formats = result_formats
+        if len(formats) > 1 and width is not None and len(formats) < width:
+            formats = formats + (0,) * (width - len(formats))  # derived columns come back as text
+        tail = _result_formats_bytes(formats)
 
-        def start(conn: PgBackendConnection, unit: RouteUnit, i: int) -> PgShardCursor:
-            cursor = PgShardCursor(conn, i)
-            conn.attach(cursor)
-            params = tuple(_encode_param(v) for v in unit.params)
-            formats = result_formats
-            if len(formats) > 1 and width is not None and len(formats) < width:
-                formats = formats + (0,) * (width - len(formats))  # derived columns come back as text
-            bind = Bind("", "", (), params, formats)
-            conn.send(_msg(b"P", Parse("", unit.sql, ()).payload()) + _msg(b"B", bind.payload())
-                      + _msg(b"D", b"P\x00") + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"), 1)
-            return cursor
+        def message(unit: RouteUnit) -> bytes:
+            # Parse and Bind unnamed, parameters in text; Describe of the portal, Execute of all rows, Sync.
+            bind = [b"\x00\x00\x00\x00", _U16.pack(len(unit.params))]
+            for v in unit.params:
+                raw = _encode_param(v)
+                bind.append(b"\xff\xff\xff\xff" if raw is None else _I32.pack(len(raw)) + raw)
+            bind.append(tail)
+            return (_msg(b"P", b"\x00" + _parse_body(unit.sql)) + _msg(b"B", b"".join(bind)) + _DESCRIBE_PORTAL
+                    + _EXECUTE_ALL + _SYNC)
 
-        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done)
+        return _Lanes(self, plan.units, budget, message)
+
+    def _ready_conn(self, ds_name: str) -> PgBackendConnection | None:
+        """The connection _sticky would give for `ds_name` when it needs no round trip first, else None."""
+        lease = self.leases.get(ds_name)
+        if lease is None:
+            return None
+        conn = lease.conn
+        if conn is None or conn.broken or conn.busy or conn.holder is not None or conn.vars != self.session.vars:
+            return None
+        if self.status != b"I" and ds_name not in self.joined:
+            return None
+        lease.reclaimable = False
+        return conn
 
     async def _execute_plan(self, plan: Plan, result_formats: tuple[int, ...] | None, *, describe: bool,
                             max_rows: int, portal: _Portal | None) -> None:
@@ -1161,7 +1354,8 @@ class ShardedPg:
         lanes = self._lanes(plan, formats, width)
         failed = False
         try:
-            cursors = [await lanes.cursor(i) for i in range(len(plan.units))]
+            await lanes.start()
+            cursors = [lanes.cursor(i) for i in range(len(plan.units))]
             for c in cursors:
                 await c.header()
             self._check(plan, cursors)
@@ -1185,15 +1379,16 @@ class ShardedPg:
             if plan.merge is None and len(cursors) == 1:
                 rows: AsyncIterator[bytes] = _drain(cursors[0])
             else:
-                from dbmesh.kernel.merge import merge, pg_codec
+                from dbmesh.kernel.merge import merge
 
                 spec = plan.merge
                 if spec is None:
                     from dbmesh.kernel.plan import MergeSpec
 
                     spec = MergeSpec(visible=visible)
-                rows = merge(spec, cursors, pg_codec(head.fields), max_rows=self.rule.merge_max_rows_in_memory,
-                             dialect="postgres")
+                assert head.row_description is not None
+                rows = merge(spec, cursors, _codec_of(head.row_description, head.fields),
+                             max_rows=self.rule.merge_max_rows_in_memory, dialect="postgres")
             single = cursors[0] if plan.merge is None and len(cursors) == 1 else None
             if portal is not None and max_rows > 0:
                 portal.finished = (lanes, cursors, plan)
@@ -1730,10 +1925,56 @@ def _portal_description(fields: tuple[FieldDescription, ...] | None, result_form
     """The answer to Describe of a portal: its columns in the formats the client bound, or NoData."""
     if fields is None:
         return _NO_DATA
+    key = (id(fields), result_formats)
+    hit = _PORTAL_DESCRIPTIONS.get(key)
+    if hit is not None and hit[0] is fields:  # the very tuple (an id may be reused once a tuple is gone)
+        return hit[1]
     formats = _formats(result_formats, len(fields))
-    fields = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size, f.type_modifier,
-                                    formats[i]) for i, f in enumerate(fields))
-    return _msg(b"T", RowDescription(fields).payload())
+    described = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size,
+                                       f.type_modifier, formats[i]) for i, f in enumerate(fields))
+    message = _msg(b"T", RowDescription(described).payload())
+    if len(_PORTAL_DESCRIPTIONS) >= _MEMO_SIZE:
+        _PORTAL_DESCRIPTIONS.clear()
+    _PORTAL_DESCRIPTIONS[key] = (fields, message)  # holds `fields`, so its id stays its own while cached
+    return message
+
+
+# Per statement shape, work whose result depends only on bytes that repeat from one statement to the next
+# (a RowDescription payload, a described statement's fields): done once and looked up by those exact bytes or
+# that very object. Bounded: emptied when full.
+_MEMO_SIZE = 1024
+_ROW_DESCRIPTIONS: dict[bytes, tuple[FieldDescription, ...]] = {}
+_CODECS: dict[bytes, PostgresCodec] = {}
+_PORTAL_DESCRIPTIONS: dict[tuple[int, tuple[int, ...]], tuple[tuple[FieldDescription, ...], bytes]] = {}
+
+
+def _fields_of(row_description: bytes) -> tuple[FieldDescription, ...]:
+    """The fields of a RowDescription payload (decoded once per distinct payload; FieldDescription is frozen).
+    A malformed payload raises as RowDescription.decode does, and is not remembered."""
+    fields = _ROW_DESCRIPTIONS.get(row_description)
+    if fields is None:
+        fields = RowDescription.decode(row_description).fields
+        if len(_ROW_DESCRIPTIONS) >= _MEMO_SIZE:
+            _ROW_DESCRIPTIONS.clear()
+        _ROW_DESCRIPTIONS[row_description] = fields
+    return fields
+
+
+def _codec_of(row_description: bytes, fields: tuple[FieldDescription, ...]) -> PostgresCodec:
+    """The merge codec of a result described by `row_description` (whose decoded fields are `fields`); codecs
+    hold no state of their own between rows, so one serves every statement of a shape."""
+    codec = _CODECS.get(row_description)
+    if codec is None:
+        codec = pg_codec(fields)
+        if len(_CODECS) >= _MEMO_SIZE:
+            _CODECS.clear()
+        _CODECS[row_description] = codec
+    return codec
+
+
+def _result_formats_bytes(formats: tuple[int, ...]) -> bytes:
+    """The result-format part of a Bind payload."""
+    return _U16.pack(len(formats)) + struct.pack(f"!{len(formats)}h", *formats)
 
 
 def _formats(codes: tuple[int, ...], n: int) -> tuple[int, ...]:

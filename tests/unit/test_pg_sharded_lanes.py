@@ -1,0 +1,204 @@
+"""Sharded PostgreSQL sessions: the per-shape memos (RowDescription fields, merge codecs, portal descriptions) give
+what decoding/building every time gives, and the lane sink deals a pipelined batch's answers to the units'
+cursors as if each unit had been sent alone."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from dbmesh._wire.pg_framing import build_message
+from dbmesh.kernel.merge.codec_pg import pg_codec
+from dbmesh.kernel.plan import RouteUnit
+from dbmesh.protocol.postgresql.messages import Bind, FieldDescription, Parse, RowDescription
+from dbmesh.session import pg_sharded
+from dbmesh.session.pg_sharded import (
+    PgShardCursor,
+    _codec_of,
+    _fields_of,
+    _LaneSink,
+    _portal_description,
+    _result_formats_bytes,
+)
+
+FIELDS = (FieldDescription("id", 16384, 1, 23, 4, -1, 0), FieldDescription("k", 16384, 2, 23, 4, -1, 0),
+          FieldDescription("c", 16384, 3, 1042, -1, 124, 0))
+
+
+def _uncached_portal_description(fields: tuple[FieldDescription, ...], result_formats: tuple[int, ...]) -> bytes:
+    formats = pg_sharded._formats(result_formats, len(fields))
+    described = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size,
+                                       f.type_modifier, formats[i]) for i, f in enumerate(fields))
+    return build_message(0x54, RowDescription(described).payload())
+
+
+def test_fields_memo_equals_decoding_and_refuses_malformed() -> None:
+    payload = RowDescription(FIELDS).payload()
+    first = _fields_of(payload)
+    assert first == RowDescription.decode(payload).fields
+    assert _fields_of(bytes(payload)) is first  # equal bytes, another object: the memo
+    other = RowDescription(FIELDS[:2]).payload()
+    assert _fields_of(other) == FIELDS[:2]  # another shape is not confused with the first
+    with pytest.raises(ValueError):
+        _fields_of(payload[:-3])
+    assert payload[:-3] not in pg_sharded._ROW_DESCRIPTIONS
+
+
+def test_fields_memo_is_bounded() -> None:
+    pg_sharded._ROW_DESCRIPTIONS.clear()
+    for i in range(pg_sharded._MEMO_SIZE + 10):
+        payload = RowDescription((FieldDescription(f"c{i}"),)).payload()
+        assert _fields_of(payload)[0].name == f"c{i}"
+    assert len(pg_sharded._ROW_DESCRIPTIONS) <= pg_sharded._MEMO_SIZE
+
+
+def test_codec_memo_per_description() -> None:
+    payload = RowDescription(FIELDS).payload()
+    codec = _codec_of(payload, FIELDS)
+    assert codec.fields == pg_codec(FIELDS).fields
+    assert _codec_of(bytes(payload), FIELDS) is codec
+    binary = tuple(FieldDescription(f.name, f.table_oid, f.column_attr, f.type_oid, f.type_size, f.type_modifier, 1)
+                   for f in FIELDS)
+    other = _codec_of(RowDescription(binary).payload(), binary)
+    assert other is not codec and other.decode(0, b"\x00\x00\x00\x07") == 7
+    assert codec.decode(0, b"7") == 7
+
+
+@pytest.mark.parametrize("formats", [(), (0,), (1,), (1, 0), (1, 1, 1), (0, 1, 0, 1)])
+def test_portal_description_memo_equals_building(formats: tuple[int, ...]) -> None:
+    fields = tuple(FIELDS)
+    expected = _uncached_portal_description(fields, formats)
+    assert _portal_description(fields, formats) == expected
+    assert _portal_description(fields, formats) == expected  # from the memo
+    # Equal fields in another tuple: built again (the memo holds tuples by identity), same answer.
+    assert _portal_description(tuple(list(fields)), formats) == expected
+    assert _portal_description(None, formats) == pg_sharded._NO_DATA
+
+
+def test_portal_description_memo_tells_shapes_apart() -> None:
+    a = tuple(FIELDS)
+    b = tuple(FIELDS[:2])
+    assert _portal_description(a, (1,)) == _uncached_portal_description(a, (1,))
+    assert _portal_description(b, (1,)) == _uncached_portal_description(b, (1,))
+    assert _portal_description(a, (0,)) == _uncached_portal_description(a, (0,))
+
+
+# -- the messages a lane sends per unit --------------------------------------------------------------------------
+
+
+class _Owner:
+    """What ShardedPg._lanes reads."""
+
+    def __init__(self) -> None:
+        self.status = b"I"
+        self.rule = type("R", (), {"max_connections_size_per_query": 1})()
+
+
+@pytest.mark.parametrize("formats", [(), (0,), (1,), (1, 0, 1)])
+@pytest.mark.parametrize("params", [(), (5,), (None, "x'y", 2.5, True), ("é", b"\x00\xff")])
+def test_unit_messages_equal_the_message_classes(formats: tuple[int, ...], params: tuple[Any, ...]) -> None:
+    unit = RouteUnit("ds_0", "SELECT id, k, c FROM t_scan_0 WHERE k >= $1 ORDER BY k LIMIT 10", params)
+    lanes = pg_sharded.ShardedPg._lanes(_Owner(), type("P", (), {"units": (unit,)})(),  # type: ignore[arg-type]
+                                        formats, None)
+    encoded = tuple(pg_sharded._encode_param(v) for v in params)
+    expected = (build_message(0x50, Parse("", unit.sql, ()).payload())
+                + build_message(0x42, Bind("", "", (), encoded, formats).payload())
+                + build_message(0x44, b"P\x00") + build_message(0x45, b"\x00\x00\x00\x00\x00")
+                + build_message(0x53, b""))
+    assert lanes.message(unit) == expected
+
+
+def test_result_formats_bytes() -> None:
+    assert _result_formats_bytes(()) == b"\x00\x00"
+    assert _result_formats_bytes((1, 0)) == b"\x00\x02\x00\x01\x00\x00"
+
+
+# -- the lane sink -----------------------------------------------------------------------------------------------
+
+
+class _Scanner:
+    tx_status = ord("I")
+
+
+class _Conn:
+    """What cursors and the lane sink touch of a backend connection."""
+
+    def __init__(self) -> None:
+        self.transport = None
+        self.scanner = _Scanner()
+        self.detached = False
+        self.tx_status = 0
+
+    def detach(self) -> None:
+        self.detached = True
+
+
+def _answer(rows: list[bytes], *, error: bytes | None = None, tag: bytes = b"SELECT") -> bytes:
+    out = [build_message(0x31, b""), build_message(0x32, b""), build_message(0x54, RowDescription(FIELDS).payload())]
+    out += [build_message(0x44, r) for r in rows]
+    if error is not None:
+        out.append(build_message(0x45, error))
+    else:
+        out.append(build_message(0x43, tag + b" %d\x00" % len(rows)))
+    out.append(build_message(0x5A, b"I"))
+    return b"".join(out)
+
+
+def _row(i: int) -> bytes:
+    text = str(i).encode()
+    return b"\x00\x01" + len(text).to_bytes(4, "big") + text
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lane_sink_deals_answers_in_order_whatever_the_chunks(seed: int) -> None:
+    rnd = random.Random(seed)
+    n_units = rnd.randint(1, 4)
+    rows = [[_row(rnd.randint(0, 999)) for _ in range(rnd.randint(0, 6))] for _ in range(n_units)]
+    failing = rnd.randrange(n_units) if rnd.random() < 0.3 else None
+    error = b"SERROR\x00C42P01\x00Mnope\x00\x00"
+    stream = b"".join(_answer(r, error=error if u == failing else None) for u, r in enumerate(rows))
+    conn = _Conn()
+    cursors = [PgShardCursor(conn, i) for i in range(n_units)]  # type: ignore[arg-type]
+    cursors[-1].exclusive = True
+    sink = _LaneSink(cursors)
+    pos = 0
+    while pos < len(stream):
+        step = rnd.randint(1, 40)
+        sink.forward(stream[pos:pos + step])
+        pos += step
+        done = [c.done for c in cursors]
+        assert done == sorted(done, reverse=True)  # units complete in order
+    assert not cursors[-1].done  # the lane's last unit ends at the connection's ReadyForQuery
+    sink.on_ready(conn)  # type: ignore[arg-type]
+    assert conn.detached and conn.tx_status == ord("I")
+    for u, cursor in enumerate(cursors):
+        assert cursor.done and cursor.headed
+        assert cursor.rows == rows[u]
+        assert cursor.fields == FIELDS
+        if u == failing:
+            assert cursor.error == error and cursor.tag is None
+        else:
+            assert cursor.error is None and cursor.tag == b"SELECT %d" % len(rows[u])
+
+
+def test_lane_sink_lost_connection_fails_the_unanswered_units() -> None:
+    conn = _Conn()
+    cursors = [PgShardCursor(conn, i) for i in range(3)]  # type: ignore[arg-type]
+    sink = _LaneSink(cursors)
+    sink.forward(_answer([_row(1)]) + _answer([_row(2)])[:20])
+    sink.backend_lost(conn, "gone")  # type: ignore[arg-type]
+    assert cursors[0].done and cursors[0].lost is None and cursors[0].rows == [_row(1)]
+    assert [c.lost for c in cursors[1:]] == ["gone", "gone"]
+    assert all(c.done for c in cursors)
+
+
+def test_lane_sink_drops_rows_of_abandoned_units() -> None:
+    conn = _Conn()
+    cursors = [PgShardCursor(conn, i) for i in range(2)]  # type: ignore[arg-type]
+    sink = _LaneSink(cursors)
+    cursors[0].abandon()
+    sink.forward(_answer([_row(1), _row(2)]) + _answer([_row(3)]))
+    sink.on_ready(conn)  # type: ignore[arg-type]
+    assert cursors[0].rows == [] and cursors[1].rows == [_row(3)]
