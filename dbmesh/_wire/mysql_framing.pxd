@@ -9,6 +9,7 @@ cdef class PacketReader:
 
     cpdef feed(self, bytes data)
     cpdef Py_ssize_t buffered(self)
+    cpdef bint whole_command(self, bytes data)
     cpdef bytes take_buffered(self)
     cpdef object read(self)
 

@@ -44,6 +44,17 @@ cdef class PacketReader:
     cpdef Py_ssize_t buffered(self):
         return len(self._buf) - self._pos
 
+    cpdef bint whole_command(self, bytes data):
+        """True when nothing is buffered and `data` is exactly one packet that starts a command: one chunk (not
+        continued), sequence id 0, a non-empty payload within max_payload. Such a read can skip the buffer."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t length
+        if n <= 4 or p[3] != 0 or len(self._buf) != self._pos:
+            return False
+        length = p[0] | (p[1] << 8) | (p[2] << 16)
+        return length == n - 4 and length < MAX_CHUNK and length <= self.max_payload
+
     cpdef bytes take_buffered(self):
         """Remove and return the bytes not yet read (e.g. a TLS ClientHello that followed an SSLRequest)."""
         cdef bytes rest = bytes(self._buf[self._pos:])

@@ -39,6 +39,15 @@ class PacketReader:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
+    def whole_command(self, data: bytes) -> bool:
+        """True when nothing is buffered and `data` is exactly one packet that starts a command: one chunk (not
+        continued), sequence id 0, a non-empty payload within max_payload. Such a read can skip the buffer."""
+        n = len(data)
+        if n <= 4 or data[3] != 0 or self.buffered():
+            return False
+        length = int.from_bytes(data[:3], "little")
+        return length == n - 4 and length < MAX_PACKET_CHUNK and length <= self.max_payload
+
     def take_buffered(self) -> bytes:
         """Remove and return the bytes not yet read (e.g. a TLS ClientHello that followed an SSLRequest)."""
         rest = bytes(self._buf[self._pos:])

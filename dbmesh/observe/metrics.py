@@ -119,15 +119,19 @@ class RateLimitStats(Collector):
 
 
 _N_BUCKETS = len(STATEMENT_BUCKETS)
+# Layout of a statement row after its bucket counts (hot paths that inline observe_row() index with these).
+ROW_SECONDS = _N_BUCKETS + 1
+ROW_COUNT = _N_BUCKETS + 2
+ROW_ERRORS = _N_BUCKETS + 3
 
 
 def observe_row(row: list[float], seconds: float, error: bool) -> None:
     """Record one statement in a row from Metrics.statement_row (the per-statement hot path)."""
     row[bisect_left(STATEMENT_BUCKETS, seconds)] += 1
-    row[_N_BUCKETS + 1] += seconds
-    row[_N_BUCKETS + 2] += 1
+    row[ROW_SECONDS] += seconds
+    row[ROW_COUNT] += 1
     if error:
-        row[_N_BUCKETS + 3] += 1
+        row[ROW_ERRORS] += 1
 
 
 class Metrics:

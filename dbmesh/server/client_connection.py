@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Protocol
 
 from dbmesh.server.tls import TlsStream
@@ -41,6 +42,21 @@ class ClientConnection(asyncio.Protocol):
                     return  # nothing can be said before the TLS handshake; the caller closes
                 data = self.tls.encrypt(data)
             t.write(data)
+
+    def writer(self) -> Callable[[bytes], None]:
+        """A callable that does what write() does, for the rest of this connection's life (a logged-in session's
+        per-chunk forwarder). Without TLS, which can no longer start once a session exists, it skips the TLS test
+        and an attribute look-up per call; with TLS it is write() itself."""
+        t = self.transport
+        if t is None or self.tls is not None:
+            return self.write
+        is_closing, send = t.is_closing, t.write
+
+        def write_plain(data: bytes) -> None:
+            if not is_closing():
+                send(data)
+
+        return write_plain
 
     def close(self) -> None:
         self.closed = True

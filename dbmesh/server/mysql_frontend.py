@@ -73,9 +73,7 @@ class MySQLFrontend(ClientConnection):
         session = self.session
         if session is not None and session.current is None and self.handshake is None and self.tls is None:
             # Hot path: an idle session receives exactly one whole single-chunk command (seq 0).
-            n = len(data)
-            if 4 < n <= self.reader.max_payload and (data[0] | (data[1] << 8) | (data[2] << 16)) == n - 4 \
-                    and data[3] == 0 and not self.reader.buffered() and not session.queue:
+            if self.reader.whole_command(data) and not session.queue:
                 try:
                     session.on_frame(data)
                 except Exception as exc:  # a bug must not take the server down or leak a traceback

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ from dbmesh._wire.mysql_framing import (
 )
 from dbmesh.backend.mysql_connection import BackendQueryError, MySQLBackendConnection
 from dbmesh.config import Database, DataSource
-from dbmesh.observe.metrics import observe_row
+from dbmesh.observe.metrics import ROW_COUNT, ROW_ERRORS, ROW_SECONDS, STATEMENT_BUCKETS, observe_row
 from dbmesh.protocol.mysql.constants import (
     BACKEND_SHAPING_CAPABILITIES,
     Capability,
@@ -65,17 +66,34 @@ _SHARDED_REFUSED = {Command.STMT_FETCH, Command.FIELD_LIST, Command.SET_OPTION}
 
 # SQL bytes -> (text, info) for statements the hot path may forward without looking further.
 _FAST_QUERIES: dict[bytes, tuple[str, StatementInfo]] = {}
+# Plain statements (quick_classify() said yes) by their SQL bytes less trailing ASCII digits: the point selects
+# and range scans clients send differ only in a final number, so one entry serves them all. Sound because
+# quick_classify() of `head + digits` depends on `head` alone: its first 7 characters come from the head (heads
+# of 7 bytes or more only), a ';' or a hint (none contains a digit) cannot start in the digits and end outside
+# them, and a text ending in a digit has nothing for rstrip(" \t\r\n;") to remove. Heads are ASCII only, so the
+# bytes and the decoded text are the same characters.
+_PLAIN_SHAPES: dict[bytes, StatementInfo] = {}
+_PLAIN_SHAPES_MAX = 8192
+_DIGITS = b"0123456789"
 _COM_QUERY = int(Command.QUERY)
 # Commands that run statements: what node/cluster states and traffic rules gate.
 _GATED = frozenset({Command.QUERY, Command.STMT_PREPARE, Command.STMT_EXECUTE})
 _COM_STMT_EXECUTE = int(Command.STMT_EXECUTE)
 _COM_STMT_PREPARE = int(Command.STMT_PREPARE)
+_COM_STMT_RESET = int(Command.STMT_RESET)
 
 
 def classify_cached(sql: str, raw: bytes | None = None) -> StatementInfo:
     info = quick_classify(sql)
     if info is not None:
-        return info  # plain statements are not cached: their texts differ by literal values
+        # Plain statements are not cached by text (their texts differ by literal values), only by shape.
+        if raw is not None:
+            head = raw.rstrip(_DIGITS)
+            if 7 <= len(head) < len(raw) and head.isascii():
+                if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
+                    _PLAIN_SHAPES.clear()
+                _PLAIN_SHAPES[head] = info
+        return info
     info = _CLASSIFY_CACHE.get(sql)
     if info is None:
         info = classify(sql)
@@ -143,7 +161,8 @@ class MySQLSession:
         self._infile: FileSink | None = None  # LOAD DATA LOCAL: client packets are the file until it ends
         self.closed = False
         self._client_paused = False
-        self.forward = frontend.write  # type: ignore[method-assign]
+        self.forward = frontend.writer()  # type: ignore[method-assign,assignment]
+        self._multiplexing = runtime.multiplexing  # fixed for the process's life (read once per statement)
         slow = runtime.slow_log
         self._slow_s = slow.threshold_ms / 1000.0 if slow is not None else float("inf")
 
@@ -183,25 +202,43 @@ class MySQLSession:
         self._dispatch(payload, seq)
 
     def on_frame(self, frame: bytes) -> None:
-        """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle."""
+        """Hot path: one whole single-chunk command frame with sequence id 0 arrived while we were idle.
+
+        Takes the statements the general path would forward as they are (a prepared statement we know, a text
+        statement already classified as forwardable, COM_STMT_RESET) straight to our connection; anything else,
+        and any statement that may have to wait or be refused, goes through _dispatch().
+        """
         cmd = frame[4]
-        stmt = None
         rt = self.runtime
         if self.sharded is not None or self._generation != rt.generation:
             self._dispatch(frame[4:], 0)
             return
+        kind = RESPONSE_RESULT
         if cmd == _COM_STMT_EXECUTE:
             stmt_type = self.prepared.get(frame[5:9])
-            if stmt_type is not None:
-                stmt = _Statement(cmd, "", stmt_type, None)
+            if stmt_type is None:
+                self._dispatch(frame[4:], 0)
+                return
+            stmt = _Statement(cmd, "", stmt_type, None)
         elif cmd == _COM_QUERY:
-            hit = _FAST_QUERIES.get(frame[5:])
+            sql = frame[5:]
+            hit = _FAST_QUERIES.get(sql)
             if hit is not None:
                 stmt = _Statement(cmd, hit[0], hit[1].type, hit[1])
-        if stmt is None:
+            else:
+                info = _PLAIN_SHAPES.get(sql.rstrip(_DIGITS))
+                if info is None:
+                    self._dispatch(frame[4:], 0)
+                    return
+                stmt = _Statement(cmd, sql.decode("ascii"), info.type, info)  # an ASCII head and digits
+        elif cmd == _COM_STMT_RESET and self.conn is not None:
+            # Not a statement: no gate applies (see _GATED). Some clients send it before every execution.
+            stmt = _Statement(cmd, "", "execute", None)
+            kind = RESPONSE_SIMPLE
+        else:
             self._dispatch(frame[4:], 0)
             return
-        if rt.guarded:
+        if (rt.guarded or self._removed_database is not None) and kind == RESPONSE_RESULT:
             if rt.traffic_waits or self._removed_database is not None:
                 self._dispatch(frame[4:], 0)  # may have to wait, or to refuse: the general path does both
                 return
@@ -220,9 +257,9 @@ class MySQLSession:
             self.current = stmt
             self.reclaimable = False
             stmt.data_source = self._ds_name
-            conn.start_command(frame, RESPONSE_RESULT, self)
+            conn.start_command(frame, kind, self)
             return
-        self._forward_frame(frame, RESPONSE_RESULT, stmt)
+        self._forward_frame(frame, kind, stmt)
 
     def on_client_paused(self, paused: bool) -> None:
         """Client socket buffer above/below its high-water mark: stop/start reading the data source."""
@@ -527,6 +564,9 @@ class MySQLSession:
         stmt = _Statement(cmd, payload[1:].decode("utf-8", "replace") if cmd == Command.STMT_PREPARE else "",
                           "prepare" if cmd == Command.STMT_PREPARE else "execute", None)
         self.current = stmt
+        if cmd == Command.STMT_EXECUTE and not self._client_paused and \
+                sharded.try_fast_execute(payload, self._sharded_fast_done):
+            return
         self.runtime.spawn(self._sharded_prepared_task(stmt, payload))
 
     async def _sharded_prepared_task(self, stmt: _Statement, payload: bytes) -> None:
@@ -688,7 +728,7 @@ class MySQLSession:
     # ResponseSink ------------------------------------------------------------------------------------------------
 
     def forward(self, data: bytes) -> None:
-        # Replaced per instance by the frontend's write (one call less per chunk); kept for the sink protocol.
+        # Replaced per instance by the frontend's writer() (one call less per chunk); kept for the sink protocol.
         self.frontend.write(data)
 
     def response_done(self, conn: MySQLBackendConnection) -> None:
@@ -715,7 +755,12 @@ class MySQLSession:
             row = self._stat_rows.get(stmt.stmt_type)
             if row is None or stmt.data_source != self._ds_name:
                 row = self._stat_row(stmt)
-            observe_row(row, elapsed, error)
+            # observe_row(), inlined: this runs once per statement.
+            row[bisect_left(STATEMENT_BUCKETS, elapsed)] += 1
+            row[ROW_SECONDS] += elapsed
+            row[ROW_COUNT] += 1
+            if error:
+                row[ROW_ERRORS] += 1
             if elapsed >= self._slow_s:
                 self._log_slow(stmt, elapsed, sc.rows)
             if self._ticket is not None:
@@ -724,17 +769,17 @@ class MySQLSession:
             log.warning("data source %s broke the protocol: %s", conn.data_source.name, sc.protocol_error)
             if sc.packets:
                 self.frontend.close()
-        if not (self.status & AUTOCOMMIT):
-            self.pinned = self.pinned or "autocommit=0"
+        status = self.status
         self.history_conn = conn
-        if self.closed:
-            return
-        if not self.pinned and not (self.status & IN_TRANS) and self.runtime.multiplexing and not conn.dirty:
-            self.reclaimable = True
-            pool = self.pool
-            if pool is not None and pool._waiters:
-                pool.reclaim_for_waiters()
-        if self.queue:
+        if not self.pinned:
+            if not (status & AUTOCOMMIT):
+                self.pinned = "autocommit=0"
+            elif not (status & IN_TRANS) and not self.closed and self._multiplexing and not conn.dirty:
+                self.reclaimable = True
+                pool = self.pool
+                if pool is not None and pool._waiters:
+                    pool.reclaim_for_waiters()
+        if self.queue and not self.closed:
             self._next()
 
     def _stat_row(self, stmt: _Statement) -> list[float]:
