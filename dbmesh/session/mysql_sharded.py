@@ -489,6 +489,41 @@ class ShardedMySQL:
                            _FastRelay(self, lease, done, unit))
         return True
 
+    def try_fast_execute(self, payload: bytes, done: Callable[[bool], None]) -> bool:
+        """try_fast() for COM_STMT_EXECUTE: a prepared statement whose plan is one unit with the client's own
+        parameters, on a connection that is ready and already has that unit prepared, is executed there without a
+        task. False: nothing was sent and nothing changed; the caller takes the general path (execute_prepared)."""
+        if (not self.autocommit and not self.txn_open) or self.runtime.traffic is not None:
+            return False
+        st = self.prepared.get(payload[1:5])
+        if st is None or st.types == b"long data" or not st.param_count:
+            return False
+        try:
+            params, types = decode_params(payload[1:], st.param_count, st.types)
+            plan = self.planner.plan(st.sql, params, hint=self.hint)
+        except errors.DbMeshError:
+            return False  # the general path decodes and plans again and reports the error
+        units = plan.units
+        if len(units) != 1 or plan.merge is not None or plan.generated_keys or units[0].params != tuple(params):
+            return False
+        unit = units[0]
+        lease = self.leases.get(unit.data_source)
+        if lease is None:
+            return False
+        conn = lease.conn
+        if conn is None or conn.broken or conn.busy or conn.vars != self.session.vars or \
+                conn.schema != lease.ds.database or (self.txn_open and unit.data_source not in self.joined):
+            return False
+        statement_id = conn.unit_statements.get(unit.sql)
+        if statement_id is None:
+            return False  # the general path prepares it on this connection first
+        st.types = types
+        lease.reclaimable = False
+        self.current_sql = st.sql
+        conn.start_command(build_packet(execute_payload(payload, st.param_count, types, statement_id), 0),
+                           RESPONSE_RESULT, _FastRelay(self, lease, done, unit))
+        return True
+
     def _open_transaction(self, begin_sql: str) -> None:
         self.txn_open = True
         self.begin_sql = begin_sql
