@@ -202,3 +202,82 @@ def test_lane_sink_drops_rows_of_abandoned_units() -> None:
     sink.forward(_answer([_row(1), _row(2)]) + _answer([_row(3)]))
     sink.on_ready(conn)  # type: ignore[arg-type]
     assert cursors[0].rows == [] and cursors[1].rows == [_row(3)]
+
+
+# -- the synchronous merge of complete answers -------------------------------------------------------------------
+
+
+class _Shard:
+    """A complete shard answer, readable by kernel.merge.merge (fetch) and by _merge_now (rows)."""
+
+    def __init__(self, rows: list[bytes]) -> None:
+        self.rows = list(rows)
+        self.done = True
+
+    async def fetch(self) -> list[bytes] | None:
+        if not self.rows:
+            return None
+        rows, self.rows = self.rows, []
+        return rows
+
+
+_MERGE_FIELDS = (FieldDescription("a", type_oid=23), FieldDescription("b", type_oid=25),
+                 FieldDescription("c", type_oid=23))
+
+
+def _data_row(values: tuple[bytes | None, ...]) -> bytes:
+    return pg_sharded._data_row(values)
+
+
+async def _streamed(spec: Any, shards: list[list[bytes]]) -> tuple[list[bytes], str | None]:
+    from dbmesh.kernel.merge import merge
+
+    out: list[bytes] = []
+    try:
+        async for row in merge(spec, [_Shard(r) for r in shards], pg_codec(_MERGE_FIELDS), max_rows=10_000,
+                               dialect="postgres"):
+            out.append(row)
+    except Exception as exc:
+        return out, f"{type(exc).__name__}: {exc}"
+    return out, None
+
+
+def _now(spec: Any, shards: list[list[bytes]]) -> tuple[list[bytes], str | None]:
+    out: list[bytes] = []
+    cursors = [_Shard(r) for r in shards]
+    try:
+        pg_sharded._merge_now(spec, cursors, pg_codec(_MERGE_FIELDS), out)  # type: ignore[arg-type]
+    except Exception as exc:
+        return out, f"{type(exc).__name__}: {exc}"
+    return out, None
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_merge_now_equals_kernel_merge(seed: int) -> None:
+    import asyncio
+
+    from dbmesh.kernel.plan import MergeSpec, SortKey
+
+    rnd = random.Random(seed)
+    keys = tuple(SortKey(rnd.randrange(3), rnd.random() < 0.4, rnd.random() < 0.5)
+                 for _ in range(rnd.choice((0, 1, 1, 2))))
+    limit = rnd.choice((None, None, 0, 1, 3, 10, 50))
+    spec = MergeSpec(visible=rnd.randint(1, 3), order_by=keys, offset=rnd.choice((0, 0, 1, 4)), limit=limit)
+
+    def value(column: int) -> bytes | None:
+        if rnd.random() < 0.15:
+            return None
+        return str(rnd.randint(-5, 5)).encode() if column != 1 else rnd.choice((b"a", b"B", b"ab", b"\xc3\xa9", b""))
+
+    codec = pg_codec(_MERGE_FIELDS)
+    from dbmesh.kernel.merge import order_key
+
+    key = order_key(codec, keys)
+    shards = []
+    for _ in range(rnd.randint(1, 4)):
+        rows = [tuple(value(c) for c in range(3)) for _ in range(rnd.randint(0, 8))]
+        if keys and rnd.random() < 0.85:  # sorted as the shard query sorts them; else maybe going backwards
+            rows.sort(key=lambda r: key(list(r)))
+        shards.append([_data_row(r) for r in rows])
+    expected = asyncio.run(_streamed(spec, shards))
+    assert _now(spec, shards) == expected
