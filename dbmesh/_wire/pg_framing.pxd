@@ -10,6 +10,7 @@ cdef class MessageReader:
     cpdef bytes take_buffered(self)
     cpdef object read_startup(self)
     cpdef object read(self)
+    cpdef int request_kind(self, bytes data)
     cdef void _advance(self, Py_ssize_t scan)
 
 
@@ -46,4 +47,6 @@ cdef class BackendScanner:
 
 
 cpdef bytes build_message(int type, bytes payload)
+cpdef object bind_statement(bytes data)
+cpdef bytes rename_bind(bytes data, bytes name)
 cpdef bytes build_startup(bytes body)

@@ -34,6 +34,15 @@ cdef enum BackendType:
     T_NOTIFICATION_RESPONSE = 0x41  # 'A'
 
 
+cdef enum FrontendType:
+    F_QUERY = 0x51                # 'Q'
+    F_BIND = 0x42                 # 'B'
+    F_DESCRIBE = 0x44             # 'D'
+    F_EXECUTE = 0x45              # 'E'
+    F_SYNC = 0x53                 # 'S'
+    F_PORTAL = 0x50               # 'P': what a Describe names (a portal, not a statement 'S')
+
+
 cdef inline Py_ssize_t _be32(const unsigned char* p):
     return (<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) | (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3]
 
@@ -116,6 +125,41 @@ cdef class MessageReader:
         cdef bytes payload = PyBytes_FromStringAndSize(<char*>p + pos + 5, length - 4)
         self._advance(pos + 1 + length)
         return (kind, payload)
+
+    cpdef int request_kind(self, bytes data):
+        """What `data` is when it is, alone, one whole request of the two shapes a session relays as they came:
+        ord('Q') for exactly one Query message; ord('B') for exactly a Bind, then Describe (portal) and Execute
+        messages (at least one), then a Sync. 0 for anything else, and whenever bytes are buffered (they come
+        first). Every length is checked as read() checks it; a message read() would refuse gives 0, so the
+        caller's general path (feed, read) raises the FramingError.
+        """
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t pos, length, middle = 0
+        cdef int t
+        if self._pos != len(self._buf) or n < 5:
+            return 0
+        length = _be32(p + 1)
+        if length < 4 or length - 4 > self.max_message:
+            return 0
+        if p[0] == F_QUERY:
+            return F_QUERY if length + 1 == n else 0
+        if p[0] != F_BIND:
+            return 0
+        pos = length + 1
+        while n - pos >= 5:
+            t = p[pos]
+            length = _be32(p + pos + 1)
+            if length < 4 or length - 4 > self.max_message or n - pos - 1 < length:
+                return 0
+            if t == F_SYNC:
+                return F_BIND if middle and n - pos - 1 == length else 0
+            if t == F_EXECUTE or (t == F_DESCRIBE and length > 4 and p[pos + 5] == F_PORTAL):
+                middle += 1
+            else:
+                return 0
+            pos += 1 + length
+        return 0
 
 
 cdef class BackendScanner:
@@ -291,6 +335,63 @@ cpdef bytes build_message(int type, bytes payload):
     o[3] = (length >> 8) & 0xFF
     o[4] = length & 0xFF
     memcpy(o + 5, PyBytes_AS_STRING(payload), n)
+    return out
+
+
+cdef Py_ssize_t _bind_name_end(bytes data, Py_ssize_t* name_start) except -2:
+    # data starts with a whole Bind message: portal name, NUL, statement name, NUL, the rest. The offset of the
+    # statement name's NUL (its start in name_start), or -1 when the message does not hold both NULs.
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t end, i
+    if n < 5 or p[0] != F_BIND:
+        return -1
+    end = 1 + _be32(p + 1)
+    if end < 5 or end > n:
+        return -1
+    i = 5
+    while i < end and p[i] != 0:
+        i += 1
+    i += 1
+    name_start[0] = i
+    while i < end and p[i] != 0:
+        i += 1
+    return i if i < end else -1
+
+
+cpdef object bind_statement(bytes data):
+    """The statement name of the Bind message `data` starts with (b"" for the unnamed statement), or None when
+    that message is not whole or lacks the NULs ending its portal and statement names."""
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t end = _bind_name_end(data, &start)
+    if end < 0:
+        return None
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + start, end - start)
+
+
+cpdef bytes rename_bind(bytes data, bytes name):
+    """`data` with the statement name of the Bind message it starts with replaced by `name` (the Bind reframed);
+    every other byte, of that Bind and of the messages after it, unchanged."""
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t end = _bind_name_end(data, &start)
+    if end < 0:
+        raise FramingError("not a whole Bind message with a statement name")
+    cdef const char* p = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t k = PyBytes_GET_SIZE(name)
+    cdef Py_ssize_t length = _be32(<const unsigned char*>p + 1) - (end - start) + k
+    if length > 0x7FFFFFFF:
+        raise FramingError(f"message of {length} bytes is too large to frame")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n - (end - start) + k)
+    cdef unsigned char* o = <unsigned char*>PyBytes_AS_STRING(out)
+    o[0] = F_BIND
+    o[1] = (length >> 24) & 0xFF
+    o[2] = (length >> 16) & 0xFF
+    o[3] = (length >> 8) & 0xFF
+    o[4] = length & 0xFF
+    memcpy(o + 5, p + 5, start - 5)
+    memcpy(o + start, PyBytes_AS_STRING(name), k)
+    memcpy(o + start + k, p + end, n - end)
     return out
 
 

@@ -10,6 +10,7 @@ _TAG_HEAD = 65
 _TAG_MAX = 64
 
 _Z, _D, _E, _C, _G, _H, _W, _S, _A = (ord(c) for c in "ZDECGHWSA")
+_Q, _B, _P = (ord(c) for c in "QBP")
 
 
 class FramingError(ValueError):
@@ -69,6 +70,34 @@ class MessageReader:
         del self._buf[:pos + 1 + length]
         self._pos = 0
         return kind, payload
+
+    def request_kind(self, data: bytes) -> int:
+        """ord('Q') for exactly one Query message, ord('B') for exactly Bind, Describe (portal)/Execute messages
+        (at least one), Sync; 0 for anything else or when bytes are buffered (see the Cython method)."""
+        n = len(data)
+        if self._pos != len(self._buf) or n < 5:
+            return 0
+        length = int.from_bytes(data[1:5], "big")
+        if length < 4 or length - 4 > self.max_message:
+            return 0
+        if data[0] == _Q:
+            return _Q if length + 1 == n else 0
+        if data[0] != _B:
+            return 0
+        pos, middle = length + 1, 0
+        while n - pos >= 5:
+            t = data[pos]
+            length = int.from_bytes(data[pos + 1:pos + 5], "big")
+            if length < 4 or length - 4 > self.max_message or n - pos - 1 < length:
+                return 0
+            if t == _S:
+                return _B if middle and n - pos - 1 == length else 0
+            if t == _E or (t == _D and length > 4 and data[pos + 5] == _P):
+                middle += 1
+            else:
+                return 0
+            pos += 1 + length
+        return 0
 
 
 class BackendScanner:
@@ -197,6 +226,40 @@ def build_message(type: int, payload: bytes) -> bytes:
     if len(payload) > 0x7FFFFFFF - 4:
         raise FramingError(f"message of {len(payload)} bytes is too large to frame")
     return bytes((type,)) + (len(payload) + 4).to_bytes(4, "big") + payload
+
+
+def _bind_name(data: bytes) -> tuple[int, int] | None:
+    """(start, end) of the statement name of the whole Bind message `data` starts with, or None."""
+    if len(data) < 5 or data[0] != _B:
+        return None
+    end = 1 + int.from_bytes(data[1:5], "big")
+    if end < 5 or end > len(data):
+        return None
+    portal_end = data.find(b"\x00", 5, end)
+    if portal_end < 0:
+        return None
+    name_end = data.find(b"\x00", portal_end + 1, end)
+    if name_end < 0:
+        return None
+    return portal_end + 1, name_end
+
+
+def bind_statement(data: bytes) -> bytes | None:
+    """The statement name of the Bind message `data` starts with, or None when it is not whole or malformed."""
+    span = _bind_name(data)
+    return None if span is None else data[span[0]:span[1]]
+
+
+def rename_bind(data: bytes, name: bytes) -> bytes:
+    """`data` with the statement name of the Bind message it starts with replaced by `name`, the rest unchanged."""
+    span = _bind_name(data)
+    if span is None:
+        raise FramingError("not a whole Bind message with a statement name")
+    start, end = span
+    length = int.from_bytes(data[1:5], "big") - (end - start) + len(name)
+    if length > 0x7FFFFFFF:
+        raise FramingError(f"message of {length} bytes is too large to frame")
+    return b"B" + length.to_bytes(4, "big") + data[5:start] + name + data[end:]
 
 
 def build_startup(body: bytes) -> bytes:

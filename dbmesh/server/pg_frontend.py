@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dbmesh import errors
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbmesh.postgresql")
 
 PG_METHODS = ("scram-sha-256", "md5", "password")
+_QUERY, _BIND = ord("Q"), ord("B")
 
 
 class PgFrontend(ClientConnection):
@@ -42,6 +44,7 @@ class PgFrontend(ClientConnection):
         self.session: PgSession | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self._starting = False  # authenticated; the session is leasing its first connection
+        self._relay: PgSession | None = None  # the session, once requests may take its hot paths (no TLS, started)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
 
@@ -62,17 +65,19 @@ class PgFrontend(ClientConnection):
         self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_timed_out, timeout)
 
     def data_received(self, data: bytes) -> None:
-        session = self.session
-        if session is not None and self.tls is None and data[:1] == b"Q" and not self._starting \
-                and not self.reader.buffered() and len(data) > 5 \
-                and int.from_bytes(data[1:5], "big") == len(data) - 1 and len(data) <= self.reader.max_message:
-            # Hot path: exactly one whole Query message.
+        session = self._relay
+        if session is not None:
+            # Hot path: a whole request of one of the two shapes the session relays as framed (see
+            # MessageReader.request_kind); anything else, or a request the session declines, takes the general path.
+            kind = self.reader.request_kind(data)
             try:
-                session.on_query_frame(data)
+                if (kind == _QUERY and session.on_query_frame(data)) or (
+                        kind == _BIND and session.on_execute_frame(data)):
+                    return
             except Exception as exc:  # a bug must not take the server down or leak a traceback
                 log.exception("[BUG] unexpected error on a PostgreSQL connection")
                 self.send_fatal(errors.InternalError(f"{type(exc).__name__}: {exc}"))
-            return
+                return
         if self.closed:
             return
         if self.tls is not None:
@@ -98,6 +103,7 @@ class PgFrontend(ClientConnection):
             self.send_fatal(errors.InternalError(f"{type(exc).__name__}: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._relay = None
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         self.closed = True
@@ -113,6 +119,19 @@ class PgFrontend(ClientConnection):
         if not startup or self.tls is None or self.tls.handshake_done:
             self.write(build_message(ord("E"), render_error(exc, "FATAL")))
         self.close()
+
+    def writer(self) -> Callable[[bytes], None]:
+        """The cheapest way to write to this client once TLS is settled: write() itself under TLS."""
+        return self.write if self.tls is not None else self._write_plain
+
+    def _write_plain(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(data)
+
+    def close(self) -> None:
+        self._relay = None
+        super().close()
 
     # -- startup -------------------------------------------------------------------------------------------------
 
@@ -212,6 +231,8 @@ class PgFrontend(ClientConnection):
         out.append(build_message(ord("Z"), b"I"))
         self.write(b"".join(out))
         self._starting = False
+        if self.tls is None and not self.closed:
+            self._relay = session
         # Messages the client pipelined behind its startup are waiting in the reader.
         if self.reader.buffered():
             batch = []

@@ -25,7 +25,7 @@ from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 from dbmesh import errors
-from dbmesh._wire.pg_framing import build_message
+from dbmesh._wire.pg_framing import bind_statement, build_message, rename_bind
 from dbmesh.backend.pg_connection import (
     PgBackendConnection,
     PgQueryError,
@@ -149,14 +149,14 @@ class PgSession:
         # Per-request bookkeeping (a request = everything up to the ReadyForQuery that answers it).
         self._start = 0.0
         self._type = ""
-        self._sql = ""
+        self._sql: str | bytes = ""  # the statement text, or the Parse body it starts (decoded for the slow log)
         self._pending_state: list[PgStatementInfo] = []
         self._errors_at_start = 0
         self._stat_rows: dict[str, list[float]] = {}
         slow = runtime.slow_log
         self._slow_s = slow.threshold_ms / 1000.0 if slow is not None else float("inf")
         # Our own BackendKeyData for cancel requests (the backend's changes with the connection that serves us).
-        self.forward = frontend.write  # type: ignore[method-assign]
+        self.forward = frontend.writer()  # type: ignore[method-assign,assignment]
         rule = runtime.sharding_rule(database)
         self.sharded: ShardedPg | None = ShardedPg(self, database, rule) if rule is not None else None
         # Live governance: the snapshot our objects come from, and the gate's serial queue (see _gate_worker).
@@ -210,35 +210,70 @@ class PgSession:
 
     # -- messages from the client --------------------------------------------------------------------------------
 
-    def on_query_frame(self, frame: bytes) -> None:
-        """Hot path: one whole Query message arrived alone, framed as the client sent it."""
+    # The two hot paths below take a request the client sent alone, as framed (see MessageReader.request_kind),
+    # and forward it as it came: only when nothing can make the general path (on_messages) do otherwise, that is
+    # no gate, no configuration change to take up, a connection held and in step with the session (no replay due,
+    # no request being answered, no extended-protocol messages waiting for their Sync), and a client reading.
+    # They return False to leave a request to the general path.
+
+    def on_query_frame(self, frame: bytes) -> bool:
+        """Hot path for one whole Query message."""
         rt = self.runtime
         if rt.guarded or self._generation != rt.generation or self._gate_task is not None or \
-                gate.is_governance_text(frame[5:]):
-            self.on_messages([(_Q, frame[5:])])
-            return
+                self._removed_database is not None:
+            return False
         if self.sharded is not None:
+            if gate.is_governance_text(frame[5:]):
+                return False
             self.sharded.on_messages([(_Q, frame[5:])])
-            return
-        sql = frame[5:-1].decode("utf-8", "replace")
-        info = quick_classify(sql)
-        if info is None:
-            self.on_messages([(_Q, frame[5:])])
-            return
+            return True
         conn = self.conn
-        if conn is not None and not conn.broken and not self._attaching and not self._replay_due \
-                and not self._client_paused and not self._start:
-            # Plain DML: no session state to track, so no bookkeeping beyond timing.
-            self._start = perf_counter()
-            self._sql = sql
-            self._type = info.type
-            self._errors_at_start = conn.scanner.errors
-            self.open_batch = False
-            self.reclaimable = False
-            self.awaiting += 1
-            conn.send(frame, 1)
-            return
-        self.on_messages([(_Q, frame[5:])])
+        if conn is None or conn.broken or self._start or self._attaching or self._needs_replay \
+                or self._client_paused:
+            return False
+        sql = frame[5:-1].decode("utf-8", "replace")
+        info = quick_classify(sql)  # plain DML only: no session state to track, and never governance DistSQL
+        if info is None:
+            return False
+        self._start = perf_counter()
+        self._sql = sql
+        self._type = info.type
+        self._errors_at_start = conn.scanner.errors
+        self.open_batch = False
+        self.reclaimable = False
+        self.awaiting += 1
+        conn.send(frame, 1)
+        return True
+
+    def on_execute_frame(self, data: bytes) -> bool:
+        """Hot path for executing a statement: Bind, Describe (portal)/Execute messages, Sync, nothing else. The
+        Bind of a client's named statement is renamed to dbmesh's backend name; every other byte goes as it came."""
+        rt = self.runtime
+        conn = self.conn
+        if conn is None or conn.broken or self._start or self.open_batch or self._attaching or self._needs_replay \
+                or self._client_paused or rt.guarded or self._generation != rt.generation \
+                or self._gate_task is not None or self._removed_database is not None or self.sharded is not None \
+                or self._local_statements:
+            return False
+        name = bind_statement(data)
+        if name is None:
+            return False  # a malformed Bind: the general path forwards it as it is, for the server to refuse
+        entry = self.statements.get(name) if name else None
+        if entry is not None:
+            if entry[0] not in conn.prepared:
+                return False
+            data = rename_bind(data, entry[0])
+            self._type = entry[2]
+            self._sql = entry[1]
+        else:
+            self._type = "execute"
+            self._sql = ""
+        self._start = perf_counter()
+        self._errors_at_start = conn.scanner.errors
+        self.reclaimable = False
+        self.awaiting += 1
+        conn.send(data, 1)
+        return True
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
         """Forward a batch of client messages (all that one read delivered), in order."""
@@ -668,10 +703,11 @@ class PgSession:
                 return False
             bind = portal + b"\x00" + entry[0] + b"\x00" + tail
             self._type = entry[2]
+            self._sql = entry[1]
         else:
             self._type = "execute"
+            self._sql = ""
         self._start = perf_counter()
-        self._sql = ""
         self._errors_at_start = conn.scanner.errors
         self.reclaimable = False
         self.awaiting += 1
@@ -908,6 +944,15 @@ class PgSession:
         sc = conn.scanner
         self.tx_status = sc.tx_status
         self.awaiting = 0
+        if self.tx_status == _I and not self._in_tx and not self._new_on_conn and not self._pending_state \
+                and not self._needs_replay and not self._client_paused and conn.vars == self.vars:
+            # The common case: outside a transaction before and after, nothing this request did leaves state to
+            # account for, nothing to replay. What the general case below does then, and no more.
+            errors = sc.errors
+            self._finish_request(errors != self._errors_at_start, sc.rows)
+            self._errors_at_start = errors
+            self._offer()
+            return
         error = sc.errors != self._errors_at_start
         if self._new_on_conn:
             if error:
@@ -991,7 +1036,8 @@ class PgSession:
                 conn.vars[name] = value
 
     def _finish_request(self, error: bool, rows: int) -> None:
-        self._complete_unit()
+        if self._inflight or self._unit_done is not None:
+            self._complete_unit()
         start = self._start
         if not start:
             return
@@ -1003,8 +1049,11 @@ class PgSession:
                 self.database.name, self.data_source.name, self._type)
         observe_row(row, elapsed, error)
         if elapsed >= self._slow_s and self.runtime.slow_log is not None:
+            sql = self._sql
+            if isinstance(sql, bytes):
+                sql = sql.partition(b"\x00")[0].decode("utf-8", "replace")
             self.runtime.slow_log.maybe_record(
-                start_time=time() - elapsed, user=self.user, database=self.database.name, sql=self._sql,
+                start_time=time() - elapsed, user=self.user, database=self.database.name, sql=sql,
                 duration_s=elapsed, rows=rows, data_sources=(self.data_source.name,), dialect="postgresql")
 
     def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
