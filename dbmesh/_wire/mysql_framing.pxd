@@ -50,6 +50,7 @@ cdef class ResponseScanner:
 
     cpdef start(self, int kind, bint deprecate_eof)
     cpdef infile_sent(self, int last_seq)
+    cpdef int clean_status(self)
     cpdef bint mid_packet(self)
     cpdef Py_ssize_t feed(self, bytes data)
     cdef void _classify(self)

@@ -295,6 +295,13 @@ cdef class ResponseScanner:
         self.state = S_FIRST
         self.last_seq = last_seq & 0xFF
 
+    cpdef int clean_status(self):
+        """The final status flags when the response succeeded plainly (no ERR, no protocol error, no
+        LAST_INSERT_ID), else -1: what a session reads once per statement instead of four attributes."""
+        if self.is_error or self.protocol_error is not None or self.last_insert_id:
+            return -1
+        return self.status
+
     cpdef bint mid_packet(self):
         """True when the bytes consumed so far end inside a packet (a synthesized packet cannot follow)."""
         return self._in_payload or self._hdr_have > 0 or self._continued

@@ -166,6 +166,13 @@ class ResponseScanner:
         self.state = S_FIRST
         self.last_seq = last_seq & 0xFF
 
+    def clean_status(self) -> int:
+        """The final status flags when the response succeeded plainly (no ERR, no protocol error, no
+        LAST_INSERT_ID), else -1: what a session reads once per statement instead of four attributes."""
+        if self.is_error or self.protocol_error is not None or self.last_insert_id:
+            return -1
+        return self.status
+
     def mid_packet(self) -> bool:
         """True when the bytes consumed so far end inside a packet (a synthesized packet cannot follow)."""
         return bool(self._pending) or self._continued

@@ -735,22 +735,27 @@ class MySQLSession:
         stmt = self.current
         self.current = None
         sc = conn.scanner
+        clean = sc.clean_status()  # the status, or -1 after an ERR, a protocol error or a LAST_INSERT_ID
         if self._client_paused and conn.transport is not None:
             conn.transport.resume_reading()
         if stmt is not None:
             elapsed = perf_counter() - stmt.start
-            error = sc.is_error
-            if error:
-                if stmt.command == _COM_QUERY and sc.status:
-                    self.status = sc.status
+            error = False
+            if clean >= 0:
+                self.status = clean
             else:
-                self.status = sc.status
+                error = sc.is_error
+                if not error:
+                    self.status = sc.status
+                elif stmt.command == _COM_QUERY and sc.status:
+                    self.status = sc.status
+            if not error:
                 info = stmt.info
                 if info is not None and (info.set_vars or info.pin):
                     self._apply_state(conn, info)
                 if stmt.command == _COM_STMT_PREPARE:
                     self.prepared[sc.stmt_id.to_bytes(4, "little")] = stmt.stmt_type
-                if sc.last_insert_id:
+                if clean < 0 and sc.last_insert_id:
                     self.pinned = self.pinned or "LAST_INSERT_ID"
             row = self._stat_rows.get(stmt.stmt_type)
             if row is None or stmt.data_source != self._ds_name:
@@ -765,7 +770,7 @@ class MySQLSession:
                 self._log_slow(stmt, elapsed, sc.rows)
             if self._ticket is not None:
                 self._end_ticket()
-        if sc.protocol_error:
+        if clean < 0 and sc.protocol_error:
             log.warning("data source %s broke the protocol: %s", conn.data_source.name, sc.protocol_error)
             if sc.packets:
                 self.frontend.close()

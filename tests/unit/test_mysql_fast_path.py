@@ -25,11 +25,13 @@ from dbmesh.backend.mysql_connection import MySQLBackendConnection, MySQLPool
 from dbmesh.config import load_config
 from dbmesh.observe.metrics import ROW_COUNT
 from dbmesh.protocol.mysql.constants import Capability
+from dbmesh.protocol.mysql.packets import ErrPacket, OkPacket
 from dbmesh.server.mysql_frontend import MySQLFrontend
 from dbmesh.server.runtime import Runtime
 from dbmesh.session import mysql_session
 from dbmesh.session.classify import classify, quick_classify
 from dbmesh.session.mysql_session import MySQLSession, classify_cached
+from tests.fuzz.mysql_wire_gen import IMPL_IDS, IMPLS, RESULT, SIMPLE, responses, scan, split
 from tests.support.dbmesh_proc import make_dbmesh_config
 
 READERS = [PacketReader, pyframing.PacketReader]
@@ -262,3 +264,29 @@ def test_a_removed_database_is_refused_on_the_fast_path_too(rig: _Rig) -> None:
         to_ds, to_client = rig.run(frame, _ROWS)
         assert to_ds == b""
         assert to_client[4] == 0xFF and b"plain" in to_client  # ERR: unknown database
+
+
+# -- the scanner's one-read summary ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
+@SETTINGS
+@given(response=responses(), cuts=st.lists(st.integers(0, 400), max_size=4), garbage=st.booleans())
+def test_clean_status_summarises_the_outcome(impl: Any, response: Any, cuts: list[int], garbage: bool) -> None:
+    data = bytes(response.wire(1)[0])
+    if garbage:
+        data += b"\x01\x00\x00\x09\x00"  # a packet after the end: a protocol error for some kinds
+    s, _ = scan(impl, response.kind, response.deprecate_eof, split(data, cuts))
+    plain = not s.is_error and s.protocol_error is None and s.last_insert_id == 0
+    assert s.clean_status() == (s.status if plain else -1)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=IMPL_IDS)
+def test_clean_status_cases(impl: Any) -> None:
+    ok = build_packet(OkPacket(1, 0, 0x0002, 0).encode(), 1)
+    assert scan(impl, SIMPLE, True, [ok])[0].clean_status() == 2
+    with_id = build_packet(OkPacket(1, 7, 0x0002, 0).encode(), 1)
+    assert scan(impl, SIMPLE, True, [with_id])[0].clean_status() == -1
+    err = build_packet(ErrPacket(1064, "42000", "syntax").encode(), 1)
+    assert scan(impl, RESULT, True, [err])[0].clean_status() == -1
+    assert scan(impl, SIMPLE, True, [build_packet(b"\x01abc", 1)])[0].clean_status() == -1  # not OK/ERR
