@@ -48,7 +48,10 @@ class Lanes(Generic[Conn, Cur]):
                  lease: Callable[[str, int], Awaitable[Conn]],
                  start: Callable[[Conn, RouteUnit, int], Cur],
                  give_back: Callable[[str, int, Conn], None],
-                 start_many: Callable[[Conn, list[tuple[RouteUnit, int]]], list[Cur]] | None = None) -> None:
+                 start_many: Callable[[Conn, list[tuple[RouteUnit, int]]], list[Cur]] | None = None,
+                 ready: Callable[[str, int], Conn | None] | None = None) -> None:
+        """`ready(data_source, lane)`: the lane's connection when it can be used at once (no lease to wait for);
+        such a lane starts here, without a task, when all its units can be sent now."""
         self.units = units
         self.cursors: list[asyncio.Future[Cur]] = []
         self._lease = lease
@@ -63,7 +66,23 @@ class Lanes(Generic[Conn, Cur]):
             per_ds[unit.data_source] = n + 1
             lanes.setdefault((unit.data_source, n % max(1, budget)), []).append(i)
             self.cursors.append(loop.create_future())
-        self._tasks = [loop.create_task(self._run_lane(ds, lane, idx)) for (ds, lane), idx in lanes.items()]
+        self._tasks: list[asyncio.Task[None]] = []
+        # Lanes started here: (data source, lane, connection, cursors), given back by finish().
+        self._started: list[tuple[str, int, Conn, list[Cur]]] = []
+        for (ds, lane), idx in lanes.items():
+            conn = ready(ds, lane) if ready is not None and (len(idx) == 1 or start_many is not None) else None
+            if conn is None:
+                self._tasks.append(loop.create_task(self._run_lane(ds, lane, idx)))
+                continue
+            if len(idx) == 1:
+                cursors = [start(conn, units[idx[0]], idx[0])]
+            else:
+                assert start_many is not None
+                cursors = start_many(conn, [(units[i], i) for i in idx])
+            for pos, (i, cursor) in enumerate(zip(idx, cursors, strict=True)):
+                cursor.set_exclusive(pos == len(idx) - 1)
+                self.cursors[i].set_result(cursor)
+            self._started.append((ds, lane, conn, cursors))
 
     async def _run_lane(self, ds: str, lane: int, indexes: list[int]) -> None:
         conn: Conn | None = None
@@ -102,7 +121,16 @@ class Lanes(Generic[Conn, Cur]):
                 fut.result().abandon()
             else:
                 fut.add_done_callback(_abandon_when_ready)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            for _, _, _, cursors in self._started:
+                for cursor in cursors:
+                    await cursor.wait_done()
+        finally:
+            started, self._started = self._started, []
+            for ds, lane, conn, _ in started:
+                self._give_back(ds, lane, conn)
         for fut in self.cursors:
             if fut.done() and not fut.cancelled():
                 fut.exception()  # mark retrieved

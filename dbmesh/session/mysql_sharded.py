@@ -848,7 +848,22 @@ class ShardedMySQL:
         # A query outside a transaction, where each unit is a transaction of its own: the units sharing a connection
         # go out together and come back in order.
         pipelined = start_many if plan.kind == "query" and not self.txn_open else None
-        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done, pipelined)
+        return Lanes(plan.units, budget, self._lane_conn, start, self._lane_done, pipelined, self._ready_conn)
+
+    def _ready_conn(self, ds_name: str, lane: int) -> MySQLBackendConnection | None:
+        """The session's own connection to `ds_name` when it can take a command now, as _sticky() would leave it
+        (state applied, transaction joined); None when getting it needs a wait."""
+        if lane != 0:
+            return None
+        lease = self.leases.get(ds_name)
+        if lease is None:
+            return None
+        conn = lease.conn
+        if conn is None or conn.broken or conn.busy or conn.vars != self.session.vars or \
+                conn.schema != lease.ds.database or (self.txn_open and ds_name not in self.joined):
+            return None
+        lease.reclaimable = False
+        return conn
 
     async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None,
                             ok_fallback: bool = False) -> None:

@@ -121,3 +121,65 @@ def test_a_budget_of_two_spreads_units_over_two_lanes() -> None:
         await lanes.finish()
 
     asyncio.run(run())
+
+
+def test_a_ready_connection_starts_its_lane_at_once_and_is_given_back_by_finish() -> None:
+    async def run() -> None:
+        batches: list[list[str]] = []
+        given_back: list[str] = []
+        leased: list[str] = []
+
+        async def lease(ds: str, lane: int) -> str:
+            leased.append(ds)
+            return f"{ds}/{lane}"
+
+        def start(conn: str, unit: RouteUnit, i: int) -> _Cursor:
+            batches.append([unit.sql])
+            return _Cursor(conn, unit)
+
+        def start_many(conn: str, units: list[tuple[RouteUnit, int]]) -> list[_Cursor]:
+            batches.append([u.sql for u, _ in units])
+            return [_Cursor(conn, u) for u, _ in units]
+
+        def ready(ds: str, lane: int) -> str | None:
+            return "held" if ds == "ds_0" else None
+
+        all_units = _units()
+        lanes = Lanes(all_units, 1, lease, start, lambda ds, lane, conn: given_back.append(conn), start_many, ready)
+        # ds_0's lane went out while Lanes was built; ds_1's waits for its lease.
+        assert batches == [["q0", "q2", "q4"]] and [lanes.cursors[i].done() for i in range(5)] == \
+            [True, False, True, False, True]
+        cursors = [await lanes.cursor(i) for i in range(5)]
+        assert leased == ["ds_1"] and cursors[0].conn == "held"
+        for c in cursors:
+            c.finished.set_result(None)
+        await lanes.finish()
+        assert sorted(given_back) == ["ds_1/0", "held"]
+
+    asyncio.run(run())
+
+
+def test_a_ready_connection_without_pipelining_starts_only_a_single_unit_lane() -> None:
+    async def run() -> None:
+        leased: list[str] = []
+
+        async def lease(ds: str, lane: int) -> str:
+            leased.append(ds)
+            return f"{ds}/{lane}"
+
+        def start(conn: str, unit: RouteUnit, i: int) -> _Cursor:
+            return _Cursor(conn, unit)
+
+        units = [RouteUnit("ds_0", "q0"), RouteUnit("ds_1", "q1"), RouteUnit("ds_1", "q2")]
+        lanes = Lanes(units, 1, lease, start, lambda ds, lane, conn: None, None, lambda ds, lane: "held")
+        assert lanes.cursors[0].done() and not lanes.cursors[1].done()
+        first = await lanes.cursor(0)
+        second = await lanes.cursor(1)
+        assert first.conn == "held" and second.conn == "ds_1/0" and leased == ["ds_1"]
+        first.finished.set_result(None)
+        second.finished.set_result(None)
+        third = await lanes.cursor(2)
+        third.finished.set_result(None)
+        await lanes.finish()
+
+    asyncio.run(run())
