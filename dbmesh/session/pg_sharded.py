@@ -25,7 +25,7 @@ import heapq
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -258,17 +258,39 @@ class PgShardCursor:
         return rows
 
 
+class _LaneUnit:
+    """One unit of a lane: its cursor, and what running it again needs when its named statement went stale."""
+
+    __slots__ = ("bound", "cursor", "name", "parse", "prepared_here", "retry", "tail")
+
+    def __init__(self, cursor: PgShardCursor, name: bytes | None, parse: bytes, prepared_here: bool,
+                 tail: bytes) -> None:
+        self.cursor = cursor
+        self.name = name  # the named statement it runs, None for an unnamed one
+        self.parse = parse  # the Parse payload preparing `name`
+        self.prepared_here = prepared_here  # its messages prepare `name` (so a failure at Bind is not staleness)
+        self.tail = tail  # Bind, Describe, Execute, Sync
+        self.bound = False
+        self.retry = False
+
+
 class _LaneSink:
     """Sink of a lane: the answers to several units sent at once on one connection, each unit its own
-    Parse/Bind/Describe/Execute/Sync and so its answer ending at its own ReadyForQuery, dealt to the units'
+    [Parse] Bind Describe Execute Sync and so its answer ending at its own ReadyForQuery, dealt to the units'
     cursors in order. The data source answers such a batch exactly as it would answer each unit sent after the
     previous unit's ReadyForQuery (an error ends at the unit's Sync; a transaction's state carries over), so
-    pipelining changes nothing but the round trips."""
+    pipelining changes nothing but the round trips.
 
-    __slots__ = ("at", "cursors", "reader")
+    A named statement the connection held may have gone stale (its result type changed: 0A000; or the server
+    dropped it: 26000). Such an error comes at Bind, before the unit ran: it is kept from the cursor, and once the
+    lane is answered those units are prepared again and run again, once (as _FastRelay does for one unit)."""
 
-    def __init__(self, cursors: list[PgShardCursor]) -> None:
-        self.cursors = cursors
+    __slots__ = ("at", "conn", "pending", "reader", "units")
+
+    def __init__(self, conn: PgBackendConnection, units: list[_LaneUnit]) -> None:
+        self.conn = conn
+        self.units = units
+        self.pending = units  # the units whose answers are due, in order
         self.at = 0  # the unit being answered
         self.reader = MessageReader()
 
@@ -276,10 +298,11 @@ class _LaneSink:
     def forward(self, data: bytes) -> None:
         reader = self.reader
         reader.feed(data)
-        cursors = self.cursors
-        last = len(cursors) - 1
+        pending = self.pending
+        last = len(pending) - 1
         first = at = self.at
-        cursor = cursors[at]
+        unit = pending[at]
+        cursor = unit.cursor
         while (m := reader.read()) is not None:
             t, payload = m
             if t == 0x44:  # DataRow: the common case, inline
@@ -287,25 +310,57 @@ class _LaneSink:
                     cursor.rows.append(payload)
             elif t == 0x5A:  # ReadyForQuery: this unit is answered (the lane's last one at on_ready)
                 if at < last:
-                    cursor._finish()
+                    if not unit.retry:
+                        cursor._finish()
                     at += 1
-                    cursor = cursors[at]
+                    unit = pending[at]
+                    cursor = unit.cursor
+            elif t == 0x32:  # BindComplete
+                unit.bound = True
+            elif t == 0x45 and unit.name is not None and not unit.bound:
+                if not unit.prepared_here and _sqlstate(payload) in ("0A000", "26000"):
+                    unit.retry = True
+                    for other in self.units:  # its answer now comes last: no other unit may pause the lane
+                        other.cursor.exclusive = False
+                else:
+                    if unit.prepared_here:  # the Parse may be what failed: prepare again next time
+                        self.conn.prepared.discard(unit.name)
+                    cursor.message(t, payload)
             else:
                 cursor.message(t, payload)
         self.at = at
         for i in range(first, at + 1):
-            cursors[i].received()
+            pending[i].cursor.received()
 
     def on_ready(self, conn: PgBackendConnection) -> None:
+        retry = [unit for unit in self.pending if unit.retry]
+        if retry:
+            for unit in self.pending[self.at:]:  # the batch's last unit, unless it runs again
+                if not unit.retry:
+                    unit.cursor._finish()
+            out = []
+            for unit in retry:
+                assert unit.name is not None
+                unit.retry = False
+                unit.prepared_here = True
+                conn.prepared.add(unit.name)
+                out += [_msg(b"C", b"S" + unit.name + b"\x00"), _msg(b"P", unit.parse), unit.tail]
+            retry[-1].cursor.exclusive = True
+            self.pending = retry
+            self.at = 0
+            self.reader = MessageReader()
+            conn.send(b"".join(out), len(retry))
+            return
         conn.detach()
         conn.tx_status = conn.scanner.tx_status
-        for cursor in self.cursors[self.at:]:
-            cursor._finish()
+        for unit in self.pending[self.at:]:
+            unit.cursor._finish()
 
     def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
-        for cursor in self.cursors[self.at:]:
-            cursor.lost = detail
-            cursor._finish()
+        for unit in self.units:
+            if not unit.cursor.done:
+                unit.cursor.lost = detail
+                unit.cursor._finish()
 
 
 class _Lanes:
@@ -315,13 +370,12 @@ class _Lanes:
     sent at once (see _LaneSink): one round trip per lane instead of one per unit. A lane whose connection the
     session holds ready is started at once, without a task."""
 
-    __slots__ = ("cursors", "failures", "held", "lanes", "message", "owner", "units")
+    __slots__ = ("cursors", "failures", "held", "lanes", "owner", "tail", "units")
 
-    def __init__(self, owner: ShardedPg, units: Sequence[RouteUnit], budget: int,
-                 message: Callable[[RouteUnit], bytes]) -> None:
+    def __init__(self, owner: ShardedPg, units: Sequence[RouteUnit], budget: int, tail: bytes) -> None:
         self.owner = owner
         self.units = units
-        self.message = message  # a unit's messages, Parse to Sync
+        self.tail = tail  # the result-format part of each unit's Bind
         lanes: dict[tuple[str, int], list[int]] = {}
         per_ds: dict[str, int] = {}
         for i, unit in enumerate(units):
@@ -362,16 +416,38 @@ class _Lanes:
                 self._send(ds, lane, result, indexes)
 
     def _send(self, ds: str, lane: int, conn: PgBackendConnection, indexes: list[int]) -> None:
-        cursors = [PgShardCursor(conn, i) for i in indexes]
-        cursors[-1].exclusive = True
-        sink = _LaneSink(cursors)
+        owner = self.owner
+        # Named statements only outside transactions: a stale one is prepared again and its unit run again
+        # (see _LaneSink), which an error inside a transaction would not allow.
+        named = owner.status == b"I" and not conn.prepared_uncertain
+        out = []
+        units = []
+        for i in indexes:
+            unit = self.units[i]
+            cursor = self.cursors[i] = PgShardCursor(conn, i)
+            body = _parse_body(unit.sql)
+            bind = [b"\x00", b"", b"\x00\x00\x00", _U16.pack(len(unit.params))]  # parameters in text
+            for v in unit.params:
+                raw = _encode_param(v)
+                bind.append(b"\xff\xff\xff\xff" if raw is None else _I32.pack(len(raw)) + raw)
+            bind.append(self.tail)
+            name = None
+            prepared_here = False
+            if named:
+                name = bind[1] = owner.runtime.pg_statement_name(body)
+                if name not in conn.prepared:
+                    out.append(owner._prepare_named(conn, name, body))
+                    prepared_here = True
+            else:
+                out.append(_msg(b"P", b"\x00" + body))
+            tail = _msg(b"B", b"".join(bind)) + _DESCRIBE_PORTAL + _EXECUTE_ALL + _SYNC
+            out.append(tail)
+            units.append(_LaneUnit(cursor, name, (name or b"") + b"\x00" + body, prepared_here, tail))
+        units[-1].cursor.exclusive = True
+        sink = _LaneSink(conn, units)
         self.held.append((ds, lane, conn, sink))
-        for i, cursor in zip(indexes, cursors, strict=True):
-            self.cursors[i] = cursor
         conn.attach(sink)
-        units = self.units
-        message = self.message
-        conn.send(b"".join([message(units[i]) for i in indexes]), len(indexes))
+        conn.send(b"".join(out), len(indexes))
 
     def cursor(self, i: int) -> PgShardCursor:
         """Unit `i`'s cursor; raises what kept its lane from a connection."""
@@ -387,8 +463,8 @@ class _Lanes:
                 cursor.abandon()
         held, self.held = self.held, []
         for ds, lane, conn, sink in held:
-            for cursor in sink.cursors:
-                await cursor.wait_done()
+            for unit in sink.units:
+                await unit.cursor.wait_done()
             self.owner._lane_done(ds, lane, conn)
 
 
@@ -1327,19 +1403,7 @@ class ShardedPg:
         formats = result_formats
         if len(formats) > 1 and width is not None and len(formats) < width:
             formats = formats + (0,) * (width - len(formats))  # derived columns come back as text
-        tail = _result_formats_bytes(formats)
-
-        def message(unit: RouteUnit) -> bytes:
-            # Parse and Bind unnamed, parameters in text; Describe of the portal, Execute of all rows, Sync.
-            bind = [b"\x00\x00\x00\x00", _U16.pack(len(unit.params))]
-            for v in unit.params:
-                raw = _encode_param(v)
-                bind.append(b"\xff\xff\xff\xff" if raw is None else _I32.pack(len(raw)) + raw)
-            bind.append(tail)
-            return (_msg(b"P", b"\x00" + _parse_body(unit.sql)) + _msg(b"B", b"".join(bind)) + _DESCRIBE_PORTAL
-                    + _EXECUTE_ALL + _SYNC)
-
-        return _Lanes(self, plan.units, budget, message)
+        return _Lanes(self, plan.units, budget, _result_formats_bytes(formats))
 
     def _ready_conn(self, ds_name: str) -> PgBackendConnection | None:
         """The connection _sticky would give for `ds_name` when it needs no round trip first, else None."""

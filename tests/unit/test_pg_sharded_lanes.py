@@ -85,37 +85,26 @@ def test_portal_description_memo_tells_shapes_apart() -> None:
     assert _portal_description(a, (0,)) == _uncached_portal_description(a, (0,))
 
 
-# -- the messages a lane sends per unit --------------------------------------------------------------------------
+# -- the messages a lane sends, and the lane sink ----------------------------------------------------------------
+
+
+class _Runtime:
+    def __init__(self) -> None:
+        self.names: dict[bytes, bytes] = {}
+
+    def pg_statement_name(self, body: bytes) -> bytes:
+        return self.names.setdefault(body, b"dbmesh_%x" % len(self.names))
 
 
 class _Owner:
-    """What ShardedPg._lanes reads."""
+    """What _Lanes reads of its session."""
 
-    def __init__(self) -> None:
-        self.status = b"I"
-        self.rule = type("R", (), {"max_connections_size_per_query": 1})()
+    _prepare_named = pg_sharded.ShardedPg._prepare_named
 
-
-@pytest.mark.parametrize("formats", [(), (0,), (1,), (1, 0, 1)])
-@pytest.mark.parametrize("params", [(), (5,), (None, "x'y", 2.5, True), ("é", b"\x00\xff")])
-def test_unit_messages_equal_the_message_classes(formats: tuple[int, ...], params: tuple[Any, ...]) -> None:
-    unit = RouteUnit("ds_0", "SELECT id, k, c FROM t_scan_0 WHERE k >= $1 ORDER BY k LIMIT 10", params)
-    lanes = pg_sharded.ShardedPg._lanes(_Owner(), type("P", (), {"units": (unit,)})(),  # type: ignore[arg-type]
-                                        formats, None)
-    encoded = tuple(pg_sharded._encode_param(v) for v in params)
-    expected = (build_message(0x50, Parse("", unit.sql, ()).payload())
-                + build_message(0x42, Bind("", "", (), encoded, formats).payload())
-                + build_message(0x44, b"P\x00") + build_message(0x45, b"\x00\x00\x00\x00\x00")
-                + build_message(0x53, b""))
-    assert lanes.message(unit) == expected
-
-
-def test_result_formats_bytes() -> None:
-    assert _result_formats_bytes(()) == b"\x00\x00"
-    assert _result_formats_bytes((1, 0)) == b"\x00\x02\x00\x01\x00\x00"
-
-
-# -- the lane sink -----------------------------------------------------------------------------------------------
+    def __init__(self, status: bytes = b"I") -> None:
+        self.status = status
+        self.runtime = _Runtime()
+        self._max_prepared = 256
 
 
 class _Scanner:
@@ -123,20 +112,77 @@ class _Scanner:
 
 
 class _Conn:
-    """What cursors and the lane sink touch of a backend connection."""
+    """What cursors, lanes and the lane sink touch of a backend connection."""
 
     def __init__(self) -> None:
         self.transport = None
         self.scanner = _Scanner()
         self.detached = False
         self.tx_status = 0
+        self.prepared: set[bytes] = set()
+        self.prepared_uncertain = False
+        self.sent: list[tuple[bytes, int]] = []
+        self.sink: Any = None
+
+    def attach(self, sink: Any) -> None:
+        self.sink = sink
 
     def detach(self) -> None:
         self.detached = True
 
+    def send(self, data: bytes, ready: int) -> None:
+        self.sent.append((data, ready))
 
-def _answer(rows: list[bytes], *, error: bytes | None = None, tag: bytes = b"SELECT") -> bytes:
-    out = [build_message(0x31, b""), build_message(0x32, b""), build_message(0x54, RowDescription(FIELDS).payload())]
+
+def _lane(owner: _Owner, conn: _Conn, units: list[RouteUnit], formats: tuple[int, ...] = ()) -> pg_sharded._Lanes:
+    lanes = pg_sharded._Lanes(owner, units, 1, _result_formats_bytes(formats))  # type: ignore[arg-type]
+    lanes._send("ds_0", 0, conn, list(range(len(units))))  # type: ignore[arg-type]
+    return lanes
+
+
+def _tail(name: str, params: tuple[Any, ...], formats: tuple[int, ...]) -> bytes:
+    encoded = tuple(pg_sharded._encode_param(v) for v in params)
+    return (build_message(0x42, Bind("", name, (), encoded, formats).payload()) + build_message(0x44, b"P\x00")
+            + build_message(0x45, b"\x00\x00\x00\x00\x00") + build_message(0x53, b""))
+
+
+SQL = "SELECT id, k, c FROM t_scan_0 WHERE k >= $1 ORDER BY k LIMIT 10"
+
+
+@pytest.mark.parametrize("formats", [(), (0,), (1,), (1, 0, 1)])
+@pytest.mark.parametrize("params", [(), (5,), (None, "x'y", 2.5, True), ("é", b"\x00\xff")])
+def test_unnamed_unit_messages_equal_the_message_classes(formats: tuple[int, ...], params: tuple[Any, ...]) -> None:
+    conn = _Conn()
+    _lane(_Owner(b"T"), conn, [RouteUnit("ds_0", SQL, params)], formats)  # in a transaction: unnamed
+    expected = build_message(0x50, Parse("", SQL, ()).payload()) + _tail("", params, formats)
+    assert conn.sent == [(expected, 1)]
+    assert conn.prepared == set()
+
+
+def test_named_units_prepared_once_per_connection() -> None:
+    conn = _Conn()
+    owner = _Owner()
+    units = [RouteUnit("ds_0", SQL, (5,)), RouteUnit("ds_0", SQL.replace("t_scan_0", "t_scan_1"), (5,))]
+    _lane(owner, conn, units, (1,))
+    [(data, ready)] = conn.sent
+    assert ready == 2
+    first = b""
+    for n, unit in enumerate(units):
+        name = f"dbmesh_{n:x}"
+        first += (build_message(0x43, b"S" + name.encode() + b"\x00")
+                  + build_message(0x50, Parse(name, unit.sql, ()).payload()) + _tail(name, unit.params, (1,)))
+    assert data == first
+    assert conn.prepared == {b"dbmesh_0", b"dbmesh_1"}
+    _lane(owner, conn, units, (1,))  # again: Bind only
+    assert conn.sent[1] == (_tail("dbmesh_0", (5,), (1,)) + _tail("dbmesh_1", (5,), (1,)), 2)
+    conn.prepared_uncertain = True  # a failed prepare: unnamed until the connection is known again
+    _lane(owner, conn, units[:1], (1,))
+    assert conn.sent[2][0].startswith(build_message(0x50, Parse("", SQL, ()).payload()))
+
+
+def _answer(rows: list[bytes], *, error: bytes | None = None, tag: bytes = b"SELECT", parse: bool = True) -> bytes:
+    out = [build_message(0x31, b"")] if parse else []
+    out += [build_message(0x32, b""), build_message(0x54, RowDescription(FIELDS).payload())]
     out += [build_message(0x44, r) for r in rows]
     if error is not None:
         out.append(build_message(0x45, error))
@@ -151,6 +197,13 @@ def _row(i: int) -> bytes:
     return b"\x00\x01" + len(text).to_bytes(4, "big") + text
 
 
+def _unnamed_lane(n: int) -> tuple[_Conn, list[PgShardCursor], _LaneSink]:
+    conn = _Conn()
+    lanes = _lane(_Owner(b"T"), conn, [RouteUnit("ds_0", SQL, (i,)) for i in range(n)])
+    cursors = [c for c in lanes.cursors if c is not None]
+    return conn, cursors, conn.sink
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_lane_sink_deals_answers_in_order_whatever_the_chunks(seed: int) -> None:
     rnd = random.Random(seed)
@@ -159,10 +212,8 @@ def test_lane_sink_deals_answers_in_order_whatever_the_chunks(seed: int) -> None
     failing = rnd.randrange(n_units) if rnd.random() < 0.3 else None
     error = b"SERROR\x00C42P01\x00Mnope\x00\x00"
     stream = b"".join(_answer(r, error=error if u == failing else None) for u, r in enumerate(rows))
-    conn = _Conn()
-    cursors = [PgShardCursor(conn, i) for i in range(n_units)]  # type: ignore[arg-type]
-    cursors[-1].exclusive = True
-    sink = _LaneSink(cursors)
+    conn, cursors, sink = _unnamed_lane(n_units)
+    assert [c.exclusive for c in cursors] == [False] * (n_units - 1) + [True]
     pos = 0
     while pos < len(stream):
         step = rnd.randint(1, 40)
@@ -184,9 +235,7 @@ def test_lane_sink_deals_answers_in_order_whatever_the_chunks(seed: int) -> None
 
 
 def test_lane_sink_lost_connection_fails_the_unanswered_units() -> None:
-    conn = _Conn()
-    cursors = [PgShardCursor(conn, i) for i in range(3)]  # type: ignore[arg-type]
-    sink = _LaneSink(cursors)
+    conn, cursors, sink = _unnamed_lane(3)
     sink.forward(_answer([_row(1)]) + _answer([_row(2)])[:20])
     sink.backend_lost(conn, "gone")  # type: ignore[arg-type]
     assert cursors[0].done and cursors[0].lost is None and cursors[0].rows == [_row(1)]
@@ -195,13 +244,67 @@ def test_lane_sink_lost_connection_fails_the_unanswered_units() -> None:
 
 
 def test_lane_sink_drops_rows_of_abandoned_units() -> None:
-    conn = _Conn()
-    cursors = [PgShardCursor(conn, i) for i in range(2)]  # type: ignore[arg-type]
-    sink = _LaneSink(cursors)
+    conn, cursors, sink = _unnamed_lane(2)
     cursors[0].abandon()
     sink.forward(_answer([_row(1), _row(2)]) + _answer([_row(3)]))
     sink.on_ready(conn)  # type: ignore[arg-type]
     assert cursors[0].rows == [] and cursors[1].rows == [_row(3)]
+
+
+STALE = b"SERROR\x00C0A000\x00Mcached plan must not change result type\x00\x00"
+GONE = b"SERROR\x00C26000\x00Mprepared statement does not exist\x00\x00"
+
+
+@pytest.mark.parametrize("stale", [(0,), (1,), (0, 2), (0, 1, 2)])
+@pytest.mark.parametrize("error", [STALE, GONE])
+def test_lane_sink_runs_stale_named_statements_again(stale: tuple[int, ...], error: bytes) -> None:
+    conn = _Conn()
+    owner = _Owner()
+    units = [RouteUnit("ds_0", SQL.replace("t_scan_0", f"t_scan_{i}"), (i,)) for i in range(3)]
+    _lane(owner, conn, units)  # prepares all three
+    lanes = _lane(owner, conn, units)  # Bind only: a stale statement fails at Bind
+    sink = conn.sink
+    cursors = [c for c in lanes.cursors if c is not None]
+    stream = b""
+    for u in range(3):
+        stream += build_message(0x45, error) + build_message(0x5A, b"I") if u in stale else \
+            _answer([_row(u)], parse=False)
+    sink.forward(stream)
+    sink.on_ready(conn)  # type: ignore[arg-type]
+    assert not conn.detached
+    assert [c.done for c in cursors] == [u not in stale for u in range(3)]
+    assert all(c.error is None for c in cursors)
+    assert [c.exclusive for c in cursors] == [u == stale[-1] for u in range(3)]
+    data, ready = conn.sent[-1]
+    assert ready == len(stale)
+    assert data == b"".join(build_message(0x43, b"S" + f"dbmesh_{u:x}".encode() + b"\x00")
+                            + build_message(0x50, Parse(f"dbmesh_{u:x}", units[u].sql, ()).payload())
+                            + _tail(f"dbmesh_{u:x}", (u,), ()) for u in stale)
+    sink.forward(b"".join(build_message(0x33, b"") + _answer([_row(10 + u)]) for u in stale))
+    sink.on_ready(conn)  # type: ignore[arg-type]
+    assert conn.detached
+    assert [c.rows for c in cursors] == [[_row(10 + u)] if u in stale else [_row(u)] for u in range(3)]
+    assert all(c.done and c.error is None for c in cursors)
+
+
+def test_lane_sink_reports_a_statement_stale_twice_and_errors_of_fresh_ones() -> None:
+    conn = _Conn()
+    owner = _Owner()
+    units = [RouteUnit("ds_0", SQL, (1,)), RouteUnit("ds_0", SQL.replace("t_scan_0", "t_scan_1"), (2,))]
+    lanes = _lane(owner, conn, units)  # prepared here: an error at Bind is the statement's own
+    cursors = [c for c in lanes.cursors if c is not None]
+    conn.sink.forward(b"".join(build_message(0x33, b"") + build_message(0x45, STALE) + build_message(0x5A, b"I")
+                               for _ in units))
+    conn.sink.on_ready(conn)
+    assert conn.detached and [c.error for c in cursors] == [STALE, STALE]
+    assert conn.prepared == set()  # the Parse may be what failed: prepared again next time
+    lanes = _lane(owner, conn, units[:1])
+    cursor = lanes.cursors[0]
+    assert cursor is not None
+    conn.sink.forward(build_message(0x33, b"") + build_message(0x31, b"") + build_message(0x45, STALE)
+                      + build_message(0x5A, b"I"))
+    conn.sink.on_ready(conn)
+    assert cursor.error == STALE  # prepared again here: not run a third time
 
 
 # -- the synchronous merge of complete answers -------------------------------------------------------------------
