@@ -227,6 +227,16 @@ class MySQLShardCursor:
         return rows
 
 
+def _complete(cursors: Sequence[MySQLShardCursor]) -> bool:
+    """Every unit's answer is in, and small enough to merge and send in one piece."""
+    held = 0
+    for c in cursors:
+        if not c.done:
+            return False
+        held += len(c.rows)
+    return held <= _ROWS_BUFFERED
+
+
 def _lenenc_value(p: bytes) -> int:
     return int(read_lenenc(p, 0)[0])
 
@@ -868,6 +878,7 @@ class ShardedMySQL:
     async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None,
                             ok_fallback: bool = False) -> None:
         from dbmesh.kernel.merge import merge
+        from dbmesh.kernel.merge.buffered import merge_buffered, mergeable_buffered
 
         spec = plan.merge
         if spec is None:
@@ -910,20 +921,30 @@ class ShardedMySQL:
                 seq += 1
             write = self.session.frontend.write
             size = 0
-            async for row in merge(spec, cursors, codec, max_rows=self.rule.merge_max_rows_in_memory,
-                                   dialect="mysql"):
-                if binary_columns is not None:
-                    row = binary_row(codec.split(row), visible_defs)
-                frame = build_packet(row, seq & 0xFF)
-                seq += 1
-                out.append(frame)
-                size += len(frame)
-                if size >= _FLUSH_BYTES:
-                    write(b"".join(out))
-                    out.clear()
-                    size = 0
-                    if self._writable is not None and not self._writable.is_set():
-                        await self._writable.wait()
+            if mergeable_buffered(spec) and _complete(cursors):
+                # Every answer is in and small: merge in one pass (kernel.merge.buffered gives merge()'s rows).
+                merged: list[bytes] = []
+                merge_buffered(spec, [c.rows for c in cursors], codec, merged)
+                for row in merged:
+                    if binary_columns is not None:
+                        row = binary_row(codec.split(row), visible_defs)
+                    out.append(build_packet(row, seq & 0xFF))
+                    seq += 1
+            else:
+                async for row in merge(spec, cursors, codec, max_rows=self.rule.merge_max_rows_in_memory,
+                                       dialect="mysql"):
+                    if binary_columns is not None:
+                        row = binary_row(codec.split(row), visible_defs)
+                    frame = build_packet(row, seq & 0xFF)
+                    seq += 1
+                    out.append(frame)
+                    size += len(frame)
+                    if size >= _FLUSH_BYTES:
+                        write(b"".join(out))
+                        out.clear()
+                        size = 0
+                        if self._writable is not None and not self._writable.is_set():
+                            await self._writable.wait()
             # Errors that arrived after the header (a shard failing mid-result) must not end as a short result.
             for c in cursors:
                 await c.wait_done()
