@@ -947,11 +947,18 @@ class PgSession:
         if self.tx_status == _I and not self._in_tx and not self._new_on_conn and not self._pending_state \
                 and not self._needs_replay and not self._client_paused and conn.vars == self.vars:
             # The common case: outside a transaction before and after, nothing this request did leaves state to
-            # account for, nothing to replay. What the general case below does then, and no more.
+            # account for, nothing to replay. What the general case below does then, and no more (_offer inlined).
             errors = sc.errors
-            self._finish_request(errors != self._errors_at_start, sc.rows)
+            error = errors != self._errors_at_start
             self._errors_at_start = errors
-            self._offer()
+            self._finish_request(error, sc.rows)
+            own = self.conn
+            if own is not None and not self.pinned and not self.open_batch and not own.dirty \
+                    and self.runtime.multiplexing:
+                self.reclaimable = True
+                pool = self.pool
+                if pool is not None and pool._waiters:
+                    pool.reclaim_for_waiters()
             return
         error = sc.errors != self._errors_at_start
         if self._new_on_conn:
@@ -1048,13 +1055,19 @@ class PgSession:
             row = self._stat_rows[self._type] = self.runtime.metrics.statement_row(
                 self.database.name, self.data_source.name, self._type)
         observe_row(row, elapsed, error)
-        if elapsed >= self._slow_s and self.runtime.slow_log is not None:
-            sql = self._sql
-            if isinstance(sql, bytes):
-                sql = sql.partition(b"\x00")[0].decode("utf-8", "replace")
-            self.runtime.slow_log.maybe_record(
-                start_time=time() - elapsed, user=self.user, database=self.database.name, sql=sql,
-                duration_s=elapsed, rows=rows, data_sources=(self.data_source.name,), dialect="postgresql")
+        if elapsed >= self._slow_s:
+            self._slow(elapsed, rows)
+
+    def _slow(self, elapsed: float, rows: int) -> None:
+        slow_log = self.runtime.slow_log
+        if slow_log is None:
+            return
+        sql = self._sql
+        if isinstance(sql, bytes):
+            sql = sql.partition(b"\x00")[0].decode("utf-8", "replace")
+        slow_log.maybe_record(
+            start_time=time() - elapsed, user=self.user, database=self.database.name, sql=sql,
+            duration_s=elapsed, rows=rows, data_sources=(self.data_source.name,), dialect="postgresql")
 
     def backend_lost(self, conn: PgBackendConnection, detail: str) -> None:
         self._lost = True
