@@ -127,11 +127,12 @@ ROW_ERRORS = _N_BUCKETS + 3
 
 def observe_row(row: list[float], seconds: float, error: bool) -> None:
     """Record one statement in a row from Metrics.statement_row (the per-statement hot path)."""
-    row[bisect_left(STATEMENT_BUCKETS, seconds)] += 1
+    # Rows hold floats: adding 1.0 skips an int-to-float conversion per increment (same values).
+    row[bisect_left(STATEMENT_BUCKETS, seconds)] += 1.0
     row[ROW_SECONDS] += seconds
-    row[ROW_COUNT] += 1
+    row[ROW_COUNT] += 1.0
     if error:
-        row[ROW_ERRORS] += 1
+        row[ROW_ERRORS] += 1.0
 
 
 class Metrics:

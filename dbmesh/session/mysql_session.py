@@ -761,11 +761,11 @@ class MySQLSession:
             if row is None or stmt.data_source != self._ds_name:
                 row = self._stat_row(stmt)
             # observe_row(), inlined: this runs once per statement.
-            row[bisect_left(STATEMENT_BUCKETS, elapsed)] += 1
+            row[bisect_left(STATEMENT_BUCKETS, elapsed)] += 1.0
             row[ROW_SECONDS] += elapsed
-            row[ROW_COUNT] += 1
+            row[ROW_COUNT] += 1.0
             if error:
-                row[ROW_ERRORS] += 1
+                row[ROW_ERRORS] += 1.0
             if elapsed >= self._slow_s:
                 self._log_slow(stmt, elapsed, sc.rows)
             if self._ticket is not None:
