@@ -370,10 +370,10 @@ class ShardedMySQL:
 
     def idle(self) -> None:
         """Between statements: connections not tied by a transaction become reclaimable."""
-        if self.txn_open:
+        if self.txn_open or not self.runtime.multiplexing:
             return
         for lease in self.leases.values():
-            if lease.conn is not None and not lease.conn.dirty and self.runtime.multiplexing:
+            if lease.conn is not None and not lease.conn.dirty:
                 lease.reclaimable = True
                 if lease.pool._waiters:
                     lease.pool.reclaim_for_waiters()
@@ -471,9 +471,7 @@ class ShardedMySQL:
         if info.pin or info.set_vars or (not self.autocommit and not self.txn_open) or self.runtime.traffic is not None:
             return False
         head = sql.lstrip()[:4].upper()
-        if head in _NOT_FAST_HEADS:
-            return False
-        if _admin_head(sql):
+        if head in _NOT_FAST_HEADS or head[:3] in _ADMIN_HEADS:
             return False
         try:
             plan = self.planner.plan(sql, hint=self.hint)
@@ -1341,8 +1339,10 @@ _CLASSIFIED: dict[str, StatementInfo] = {}
 
 def _admin_head(sql: str) -> bool:
     """Could `sql` be an admin statement? (Admin statements start with PREVIEW, SHOW, SET, ADD or CLEAR.)"""
-    head = sql.lstrip()[:3].upper()
-    return head in ("PRE", "SHO", "ADD", "CLE")
+    return sql.lstrip()[:3].upper() in _ADMIN_HEADS
+
+
+_ADMIN_HEADS = frozenset({"PRE", "SHO", "ADD", "CLE"})
 
 
 def _admin_parse(sql: str) -> Any:
