@@ -64,6 +64,26 @@ _Q_FORGET_ALL = -2  # DEALLOCATE ALL / DISCARD ALL: the connection holds no prep
 _P_TAKEN = -3  # Parse of a client name already in use: sent under the existing backend name, which the server refuses
 
 _CLASSIFY_CACHE: dict[str, PgStatementInfo] = {}
+# Plain statements (quick_classify() said yes) by their Query text less trailing semicolons and then trailing ASCII
+# digits, looked up only when digits were there to strip: the point selects clients send differ only in a final
+# number, so one entry serves them all, without decoding. Sound because quick_classify() of
+# `head + digits + semicolons` depends on `head` alone: its first 7 characters come from the head (heads of 7 bytes
+# or more only); rstrip(" \t\r\n;") removes the semicolons and stops at the digits, so a ';' is left inside
+# exactly when the head has one; and no hint contains a digit or a ';', so one occurs exactly when it occurs in the
+# head. Heads are ASCII only, so the bytes and the decoded text are the same characters.
+_PLAIN_SHAPES: dict[bytes, PgStatementInfo] = {}
+_PLAIN_SHAPES_MAX = 8192
+_DIGITS = b"0123456789"
+
+
+def remember_shape(text: bytes, info: PgStatementInfo) -> None:
+    """Note a Query text quick_classify() classified as `info` under its shape (see _PLAIN_SHAPES)."""
+    body = text.rstrip(b";")
+    head = body.rstrip(_DIGITS)
+    if 7 <= len(head) < len(body) and head.isascii():
+        if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
+            _PLAIN_SHAPES.clear()
+        _PLAIN_SHAPES[head] = info
 
 
 def classify_cached(sql: str) -> PgStatementInfo:
@@ -149,7 +169,8 @@ class PgSession:
         # Per-request bookkeeping (a request = everything up to the ReadyForQuery that answers it).
         self._start = 0.0
         self._type = ""
-        self._sql: str | bytes = ""  # the statement text, or the Parse body it starts (decoded for the slow log)
+        # The statement text, or its bytes (a Query's, or a Parse body up to its NUL), decoded for the slow log.
+        self._sql: str | bytes = ""
         self._pending_state: list[PgStatementInfo] = []
         self._errors_at_start = 0
         self._stat_rows: dict[str, list[float]] = {}
@@ -231,12 +252,18 @@ class PgSession:
         if conn is None or conn.broken or self._start or self._attaching or self._needs_replay \
                 or self._client_paused:
             return False
-        sql = frame[5:-1].decode("utf-8", "replace")
-        info = quick_classify(sql)  # plain DML only: no session state to track, and never governance DistSQL
+        text = frame[5:-1]
+        body = text.rstrip(b";")
+        head = body.rstrip(_DIGITS)
+        info = _PLAIN_SHAPES.get(head) if len(head) < len(body) else None
         if info is None:
-            return False
+            # Plain DML only: no session state to track, and never governance DistSQL.
+            info = quick_classify(text.decode("utf-8", "replace"))
+            if info is None:
+                return False
+            remember_shape(text, info)
         self._start = perf_counter()
-        self._sql = sql
+        self._sql = text
         self._type = info.type
         self._errors_at_start = conn.scanner.errors
         self.open_batch = False

@@ -107,9 +107,8 @@ class Harness:
 
     def state(self) -> dict[str, Any]:
         s, c = self.session, self.conn
-        rows = {k: list(v) for k, v in self.runtime.metrics._statement_stats.series.items()}
-        for row in rows.values():
-            row[-3] = 0  # the summed durations differ run to run
+        # Statements and errors counted per label set (durations, and so histogram buckets, differ run to run).
+        rows = {k: (v[-2], v[-1]) for k, v in self.runtime.metrics._statement_stats.series.items()}
         return {"tx": s.tx_status, "awaiting": s.awaiting, "open_batch": s.open_batch, "start": bool(s._start),
                 "reclaimable": s.reclaimable, "pinned": s.pinned, "vars": dict(s.vars), "conn_vars": dict(c.vars),
                 "statements": dict(s.statements), "prepared": set(c.prepared), "replay": s._needs_replay,
@@ -289,3 +288,63 @@ def test_pg_classify_doctests() -> None:
                                  "SELECT 1; CREATE TEMP TABLE x()", "delete from temp_things"])
 def test_quick_classify_is_unsure_of_hints(sql: str) -> None:
     assert quick_classify(sql) is None
+
+
+# -- the shape cache of plain Query texts: a hit is what quick_classify() says -----------------------------------
+
+SHAPE_FRAGMENTS = ["SELECT ", "select ", "UPDATE ", "insert ", "abalance", " FROM t", " WHERE aid = ", "=", " ", ";",
+                   "'", "x", "temp", "hold", "advisory", "(", "Ä", "1", "--", "\t"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(SHAPE_FRAGMENTS), max_size=8), st.text("0123456789", max_size=4),
+       st.text("0123456789", max_size=4), st.text(";", max_size=2), st.text("; ", max_size=2))
+def test_shape_cache_hit_is_quick_classify(parts: list[str], digits1: str, digits2: str, end1: str,
+                                           end2: str) -> None:
+    from dbmesh.session import pg_session
+
+    head = "".join(parts)
+    first, second = head + digits1 + end1, head + digits2 + end2
+    h = Harness()
+    taken = h.session.on_query_frame(query(first))
+    assert taken == (quick_classify(first) is not None)
+    if taken:
+        h.answer(SELECT_ANSWER + ready())
+    expected = quick_classify(second)
+    original = pg_session.quick_classify
+    calls: list[str] = []
+    pg_session.quick_classify = lambda sql: calls.append(sql) or original(sql)  # type: ignore[assignment,func-returns-value]
+    try:
+        taken = h.session.on_query_frame(query(second))
+    finally:
+        pg_session.quick_classify = original
+    assert taken == (expected is not None), second
+    if taken:
+        assert expected is not None and h.session._type == expected.type
+        h.answer(SELECT_ANSWER + ready())
+    if calls:
+        assert calls == [second]
+
+
+def test_shape_cache_serves_point_selects_without_classifying() -> None:
+    from dbmesh.session import pg_session
+
+    h = Harness()
+    assert h.session.on_query_frame(query("SELECT abalance FROM pgbench_accounts WHERE aid = 1;"))
+    h.answer(SELECT_ANSWER + ready())
+    original = pg_session.quick_classify
+    pg_session.quick_classify = None  # type: ignore[assignment]
+    try:
+        for aid in (7, 123456, 99):
+            assert h.session.on_query_frame(query(f"SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"))
+            assert h.session._type == "select"
+            h.answer(SELECT_ANSWER + ready())
+    finally:
+        pg_session.quick_classify = original
+    # The slow log decodes the text it kept as bytes.
+    records: list[dict[str, Any]] = []
+    h.runtime.slow_log = SimpleNamespace(maybe_record=lambda **kw: records.append(kw))
+    h.session._slow_s = 0.0
+    h.session.on_query_frame(query("SELECT abalance FROM pgbench_accounts WHERE aid = 5;"))
+    h.answer(SELECT_ANSWER + ready())
+    assert records[0]["sql"] == "SELECT abalance FROM pgbench_accounts WHERE aid = 5;"
