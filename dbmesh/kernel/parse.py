@@ -288,6 +288,72 @@ def _scan(sql: str, dialect: str) -> _Scan:
     return _Scan("".join(parts), tuple(literals), tuple(markers))
 
 
+# Why `split_literals` finds exactly the normaliser's literals for the statements whose pieces are plain
+# ------------------------------------------------------------------------------------------------------------
+# (ParseCache.get and kernel.point's text form both rely on it.)
+# It splits on runs of ASCII digits not preceded by a word character or `$`. A shape is only learnt when the
+# normaliser (parse.normalize) found exactly those runs as its literals, all integers, with the same offsets, no
+# literal pinned, and when the text between them (the pieces) holds only letters, digits, `_`, white space and
+# `,()=<>*.;` (no quotes, comments, `$`, `?`, `-`, `/`, `@`, `#`, `:`). A later statement is matched to the shape
+# only when its pieces are the same strings and as many. The normaliser's decisions around a literal look at one
+# character on either side of a digit run (a word before it would have swallowed it, a word character, `.` or `$`
+# after it glues, a `.` before it is refused), and those characters are the same pieces' ends; its decisions
+# inside the pieces never look into a literal beyond its first digit. So it tokenizes every statement with the
+# shape's pieces as it did the one the shape was learnt from: the same key, integer literals at the split's runs.
+# The unit tests hold the split to the normaliser on generated statements.
+
+# Integer literals of a statement: re.split with a group gives text, digits, text, ...
+split_literals: Final = re.compile(r"(?<![\w$])([0-9]+)").split
+_PLAIN_PIECE: Final = re.compile(r"[A-Za-z0-9_ \t\r\n,()=<>*.;]*")
+_INT_MARKER: Final = "\x00i"  # what normalize puts for an integer literal in a shape key
+
+
+def shape_key(parts: Sequence[str]) -> str:
+    """The parse cache's shape key of a statement `split_literals` split, when the split is the normaliser's."""
+    return _INT_MARKER.join(parts[0::2])
+
+
+def plain_pieces(sql: str, literals: Sequence[Literal]) -> list[str] | None:
+    """The text between a statement's literals when the text form can take it: `literals` (the normaliser's)
+    are exactly the digit runs `split_literals` finds, all integers, and the text between them is plain (see the
+    comment above); else None.
+
+    >>> from dbmesh.kernel.parse import normalize
+    >>> sql = "SELECT c FROM t WHERE id = 5;"
+    >>> plain_pieces(sql, normalize(sql, "mysql").literals)
+    ['SELECT c FROM t WHERE id = ', ';']
+    >>> sql = "SELECT c FROM t WHERE id = 5.5"
+    >>> plain_pieces(sql, normalize(sql, "mysql").literals) is None
+    True
+    """
+    parts = split_literals(sql)
+    if len(parts) != 2 * len(literals) + 1:
+        return None
+    offset = len(parts[0])
+    for i, lit in enumerate(literals):
+        if lit.kind != INT or lit.start != offset or lit.text != parts[2 * i + 1]:
+            return None
+        offset += len(lit.text) + len(parts[2 * i + 2])
+    pieces = parts[0::2]
+    if not all(_PLAIN_PIECE.fullmatch(piece) for piece in pieces):
+        return None
+    return pieces
+
+
+_MAX_SPLIT_TEXT: Final = 8192  # longer statements (many-row INSERTs) are scanned: splitting them gains nothing
+
+
+def _split_ints(parts: list[str]) -> tuple[Literal, ...]:
+    """The literals of a statement `split_literals` split, for a shape where that split is the normaliser's."""
+    out = []
+    offset = len(parts[0])
+    for i in range(1, len(parts), 2):
+        text = parts[i]
+        out.append(Literal(text, INT, offset, "", "", text))
+        offset += len(text) + len(parts[i + 1])
+    return tuple(out)
+
+
 def normalize(sql: str, dialect: str) -> Shape:
     """Replace every literal by a marker: the key shared by all statements of one shape, and the literals.
 
@@ -743,6 +809,9 @@ class ParseCache:
         self.hits = 0
         self.misses = 0
         self.uncacheable = 0  # statements the scanner refused (parsed on their own)
+        # Shape keys (with the dialect) whose statements `split_literals` splits exactly as the normaliser does
+        # (see the comment above split_literals): their literals are read off the split, without a scan.
+        self._split_shapes: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -768,6 +837,14 @@ class ParseCache:
         Raises SqlParseError when sqlglot cannot parse the statement.
         """
         dialect = _dialect_name(dialect)
+        parts = split_literals(sql) if len(sql) <= _MAX_SPLIT_TEXT else None
+        if parts is not None and len(parts) > 1:
+            key = (dialect, _INT_MARKER.join(parts[0::2]))
+            if key in self._split_shapes:
+                entry = self._lookup(key)
+                if isinstance(entry, _Template):
+                    self.hits += 1
+                    return ParsedStatement(entry, _split_ints(parts), dialect, True)
         try:
             scan = _scan(sql, dialect)
         except ShapeError:
@@ -781,6 +858,11 @@ class ParseCache:
             entry = self._lookup((dialect, _pinned_key(scan.shape, old_pins)))
         if isinstance(entry, _Template):
             self.hits += 1
+            if not old_pins and parts is not None and len(parts) > 1 and \
+                    plain_pieces(sql, scan.literals) is not None:
+                if len(self._split_shapes) >= self.max_entries:
+                    self._split_shapes.clear()
+                self._split_shapes.add((dialect, scan.key))
             return ParsedStatement(entry, scan.literals, dialect, True)
         self.misses += 1
         shape = scan.shape

@@ -24,18 +24,8 @@ a key, a key not learnt yet, any other text) takes the general path, which then 
 (['SELECT c FROM sbtest1 WHERE id=', '42', ' LIMIT ', '1', ''], True)
 """
 
-# Why `split_literals` finds exactly the parse cache's literals for the statements the text form accepts
-# ------------------------------------------------------------------------------------------------------------
-# It splits on runs of ASCII digits not preceded by a word character or `$`. A shape is only learnt when the
-# normaliser (parse.normalize) found exactly those runs as its literals, all integers, with the same offsets, no
-# literal pinned, and when the text between them (the pieces) holds only letters, digits, `_`, white space and
-# `,()=<>*.;` (no quotes, comments, `$`, `?`, `-`, `/`, `@`, `#`, `:`). A later statement is matched to the shape
-# only when its pieces are the same strings and as many. The normaliser's decisions around a literal look at one
-# character on either side of a digit run (a word before it would have swallowed it, a word character, `.` or `$`
-# after it glues, a `.` before it is refused), and those characters are the same pieces' ends; its decisions
-# inside the pieces never look into a literal beyond its first digit. So it tokenizes every statement with the
-# shape's pieces as it did the one the shape was learnt from: the same key, integer literals at the split's runs.
-# The unit tests hold the split to the normaliser on generated statements.
+# Why `split_literals` finds exactly the parse cache's literals for the statements the text form accepts: see the
+# comment above `split_literals` in kernel.parse, which uses the same split for its own lookups.
 
 from __future__ import annotations
 
@@ -43,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from dbmesh.kernel.parse import INT, Literal, ParsedStatement
+from dbmesh.kernel.parse import ParsedStatement, plain_pieces, shape_key, split_literals
 from dbmesh.kernel.plan import Plan, RouteUnit, StatementKind
 from dbmesh.kernel.route.analysis import Analysis, Span
 from dbmesh.kernel.route.protocols import ShardingRuleLike
@@ -51,48 +41,12 @@ from dbmesh.kernel.route.protocols import ShardingRuleLike
 __all__ = ["MAX_KEYS", "MAX_POINT_TEXT", "ParamPoint", "PointFacts", "TextPoint", "plain_pieces", "point_facts",
            "shape_key", "split_literals"]
 
-# Integer literals of a statement (see the comment above): re.split with a group gives text, digits, text, ...
-split_literals: Final = re.compile(r"(?<![\w$])([0-9]+)").split
-_PLAIN_PIECE: Final = re.compile(r"[A-Za-z0-9_ \t\r\n,()=<>*.;]*")
 # Parameter form: the exact text is the key; only its characters are restricted (no quotes, no comments).
 _PLAIN_PARAM_TEXT: Final = {"mysql": re.compile(r"[A-Za-z0-9_ \t\r\n,()=<>*.;?]*"),
                             "postgres": re.compile(r"[A-Za-z0-9_ \t\r\n,()=<>*.;$]*")}
-_MARKER = "\x00i"  # what parse.normalize puts for an integer literal in a shape key
 _MAX_DIGITS: Final = 18  # longer literals may leave Java's long range: the general path reads them
 MAX_POINT_TEXT: Final = 8192  # longer statements are not looked at by the text form
 MAX_KEYS: Final = 256  # learnt keys per shape (a key is a remainder; rules with large moduli stop learning here)
-
-
-def shape_key(parts: Sequence[str]) -> str:
-    """The parse cache's shape key of a statement `split_literals` split, when the split is the normaliser's."""
-    return _MARKER.join(parts[0::2])
-
-
-def plain_pieces(sql: str, literals: Sequence[Literal]) -> list[str] | None:
-    """The text between a statement's literals when the text form can take it: `literals` (the normaliser's)
-    are exactly the digit runs `split_literals` finds, all integers, and the text between them is plain (see the
-    comment at the top); else None.
-
-    >>> from dbmesh.kernel.parse import normalize
-    >>> sql = "SELECT c FROM t WHERE id = 5;"
-    >>> plain_pieces(sql, normalize(sql, "mysql").literals)
-    ['SELECT c FROM t WHERE id = ', ';']
-    >>> sql = "SELECT c FROM t WHERE id = 5.5"
-    >>> plain_pieces(sql, normalize(sql, "mysql").literals) is None
-    True
-    """
-    parts = split_literals(sql)
-    if len(parts) != 2 * len(literals) + 1:
-        return None
-    offset = len(parts[0])
-    for i, lit in enumerate(literals):
-        if lit.kind != INT or lit.start != offset or lit.text != parts[2 * i + 1]:
-            return None
-        offset += len(lit.text) + len(parts[2 * i + 2])
-    pieces = parts[0::2]
-    if not all(_PLAIN_PIECE.fullmatch(piece) for piece in pieces):
-        return None
-    return pieces
 
 
 class PointFacts:

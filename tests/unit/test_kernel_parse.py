@@ -767,3 +767,43 @@ def test_scanner_on_character_soup(dialect: str, tail: str) -> None:
     assert shape.key == "".join(key)
     if dialect == "mysql" and not any(c in sql for c in "'\"`#$") and "--" not in sql and "/*" not in sql:
         assert list(markers) == [i for i, c in enumerate(sql) if c == "?"]
+
+
+@pytest.mark.parametrize(("dialect", "sql"), VARYING)
+def test_split_hits_equal_scanned_hits(dialect: str, sql: str) -> None:
+    """Once a shape is known to split as the normaliser does, later statements of it skip the scanner: their
+    literals and bound trees are the scanner's."""
+    variant = _variant(sql, dialect)
+    assert variant is not None
+    cache = ParseCache(64)
+    cache.get(sql, dialect)
+    cache.get(sql, dialect)  # a scanned hit: the shape may be learnt here
+    for text in (variant, sql):
+        parsed = cache.get(text, dialect)
+        assert parsed.literals == normalize(text, dialect).literals, text
+        _check(cache, text, dialect)
+
+
+def test_split_shapes_are_learnt_only_for_plain_integer_shapes() -> None:
+    cache = ParseCache(64)
+    for sql in ["SELECT c FROM t WHERE id = 1 LIMIT 5", "SELECT c FROM t WHERE id = 2 LIMIT 5"]:
+        cache.get(sql, "mysql")
+    assert cache._split_shapes == {("mysql", normalize("SELECT c FROM t WHERE id = 1 LIMIT 5", "mysql").key)}
+    hits = cache.hits
+    parsed = cache.get("SELECT c FROM t WHERE id = 987 LIMIT 12", "mysql")
+    assert cache.hits == hits + 1 and [lit.text for lit in parsed.literals] == ["987", "12"]
+    assert parsed.literals == normalize("SELECT c FROM t WHERE id = 987 LIMIT 12", "mysql").literals
+    for sql in ["SELECT c FROM t WHERE s = 'a' AND id = 1", "SELECT c FROM t WHERE s = 'b' AND id = 2",
+                "SELECT c FROM t WHERE x = 1.5", "SELECT c FROM t WHERE x = 2.5",
+                "SELECT c FROM t WHERE x = -1", "SELECT c FROM t WHERE x = -2"]:
+        cache.get(sql, "mysql")
+    assert len(cache._split_shapes) == 1  # strings, decimals and signs keep the scanner
+
+
+def test_a_pinned_shape_is_not_taken_from_the_split() -> None:
+    cache = ParseCache(64)
+    for sql in ["SELECT a, b FROM t ORDER BY 1", "SELECT a, b FROM t ORDER BY 1", "SELECT a, b FROM t ORDER BY 2",
+                "SELECT a, b FROM t ORDER BY 2"]:
+        _check(cache, sql, "mysql")
+    assert not cache._split_shapes
+    assert cache.get("SELECT a, b FROM t ORDER BY 2", "mysql").tree.sql("mysql") == "SELECT a, b FROM t ORDER BY 2"
