@@ -172,18 +172,22 @@ class PgBackendConnection(asyncio.Protocol):
         try:
             while True:
                 used = sc.feed(data)
-                if used:
-                    self._forward(data if used == len(data) else data[:used])
+                whole = used == len(data)
+                if whole:
+                    self._forward(data)
+                elif used:
+                    self._forward(data[:used])
                 if sc.protocol_error:
                     log.warning("data source %s broke the protocol: %s", self.data_source.name, sc.protocol_error)
                     self.broken = True
                     self.close()
                     return
-                if sc.target and sc.ready_count >= sc.target:
+                target = sc.target
+                if target and sc.ready_count >= target:
                     sc.target = 0  # everything asked for is answered; later bytes are asynchronous messages
                     self.tx_status = sc.tx_status
                     sink.on_ready(self)
-                    if used == len(data) or self._sink is not sink:
+                    if whole or self._sink is not sink:
                         return
                     data = data[used:]
                     continue
