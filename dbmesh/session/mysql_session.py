@@ -211,6 +211,14 @@ class MySQLSession:
         cmd = frame[4]
         rt = self.runtime
         if self.sharded is not None or self._generation != rt.generation:
+            if cmd == _COM_QUERY and self.sharded is not None and self._generation == rt.generation \
+                    and not rt.guarded and self._removed_database is None:
+                # A sharded session's plain statement of a known shape: what _dispatch_admitted would do with it.
+                sql = frame[5:]
+                info = _PLAIN_SHAPES.get(sql.rstrip(_DIGITS))
+                if info is not None:
+                    self._run_sharded(_Statement(cmd, sql.decode("ascii"), info.type, info))
+                    return
             self._dispatch(frame[4:], 0)
             return
         kind = RESPONSE_RESULT
