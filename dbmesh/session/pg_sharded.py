@@ -677,7 +677,8 @@ class ShardedPg:
                     self._planned = (sql, sql, (), self.hint, self._unfast_plan)
                     self._unfast_plan = None
                 return False
-            self._fast_send(*route, b"\x00\x00", simple=True, describe=True)
+            self._fast_send(*route, b"\x00\x00", simple=True, describe=True,
+                            query=messages[0][1] if route[2].sql == sql else None)
             return True
         return self._try_fast_extended(messages)
 
@@ -792,13 +793,24 @@ class ShardedPg:
         return lease, conn, unit, plan
 
     def _fast_send(self, lease: _Lease, conn: PgBackendConnection, unit: RouteUnit, plan: Plan,
-                   result_formats: bytes, *, simple: bool, describe: bool) -> None:
+                   result_formats: bytes, *, simple: bool, describe: bool, query: bytes | None = None) -> None:
         """Send one unit as the worker would, except that the data source gets Describe only when the client's answer
-        needs the RowDescription (a simple Query, a Describe of the portal: the data source's own description of
-        the portal is the answer, current even after its table changed), and that a statement of the extended
-        protocol outside a transaction runs as a named statement prepared once per connection.
+        needs the RowDescription (a Describe of the portal: the data source's own description of the portal is the
+        answer, current even after its table changed), that a statement of the extended protocol outside a
+        transaction runs as a named statement prepared once per connection, and that a simple Query's unit goes as
+        a simple Query (`query`: the client's own Query payload, when the unit's SQL is its text).
         `result_formats` is the result-format part of a Bind payload, as the client sent it."""
         lease.reclaimable = False
+        if simple:
+            # The data source answers a Query of one statement (_fast_text refuses several) with what it answers
+            # Parse, Bind, Describe, Execute, Sync with, less ParseComplete, BindComplete and NoData, which the
+            # relay drops for a Query anyway: [RowDescription] DataRow... CommandComplete, or an error.
+            relay = _FastRelay(self, lease, simple=True, name=None, prepared_here=False, tail=b"", body=b"")
+            conn.attach(relay)
+            self._fast = relay
+            self.busy = True
+            conn.send(build_message(0x51, query if query is not None else unit.sql.encode() + b"\x00"), 1)
+            return
         body = _parse_body(unit.sql)
         name = b""
         prepare = b""
