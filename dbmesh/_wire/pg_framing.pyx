@@ -36,6 +36,7 @@ cdef enum BackendType:
 
 cdef enum FrontendType:
     F_QUERY = 0x51                # 'Q'
+    F_PARSE = 0x50                # 'P'
     F_BIND = 0x42                 # 'B'
     F_DESCRIBE = 0x44             # 'D'
     F_EXECUTE = 0x45              # 'E'
@@ -127,33 +128,41 @@ cdef class MessageReader:
         return (kind, payload)
 
     cpdef int request_kind(self, bytes data):
-        """What `data` is when it is, alone, one whole request of the two shapes a session relays as they came:
+        """What `data` is when it is, alone, one whole request of the shapes a session relays as they came:
         ord('Q') for exactly one Query message; ord('B') for exactly a Bind, then Describe (portal) and Execute
-        messages (at least one), then a Sync. 0 for anything else, and whenever bytes are buffered (they come
-        first). Every length is checked as read() checks it; a message read() would refuse gives 0, so the
-        caller's general path (feed, read) raises the FramingError.
+        messages (at least one), then a Sync; ord('P') for the same after a Parse. 0 for anything else, and
+        whenever bytes are buffered (they come first). Every length is checked as read() checks it; a message
+        read() would refuse gives 0, so the caller's general path (feed, read) raises the FramingError.
         """
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-        cdef Py_ssize_t pos, length, middle = 0
-        cdef int t
+        cdef Py_ssize_t pos = 0, length, middle = 0
+        cdef int t, kind
         if self._pos != len(self._buf) or n < 5:
             return 0
+        kind = p[0]
         length = _be32(p + 1)
         if length < 4 or length - 4 > self.max_message:
             return 0
-        if p[0] == F_QUERY:
+        if kind == F_QUERY:
             return F_QUERY if length + 1 == n else 0
-        if p[0] != F_BIND:
+        if kind == F_PARSE:
+            pos = length + 1
+            if n - pos < 5 or p[pos] != F_BIND:
+                return 0
+            length = _be32(p + pos + 1)
+            if length < 4 or length - 4 > self.max_message:
+                return 0
+        elif kind != F_BIND:
             return 0
-        pos = length + 1
+        pos += length + 1
         while n - pos >= 5:
             t = p[pos]
             length = _be32(p + pos + 1)
             if length < 4 or length - 4 > self.max_message or n - pos - 1 < length:
                 return 0
             if t == F_SYNC:
-                return F_BIND if middle and n - pos - 1 == length else 0
+                return kind if middle and n - pos - 1 == length else 0
             if t == F_EXECUTE or (t == F_DESCRIBE and length > 4 and p[pos + 5] == F_PORTAL):
                 middle += 1
             else:

@@ -73,25 +73,35 @@ class MessageReader:
 
     def request_kind(self, data: bytes) -> int:
         """ord('Q') for exactly one Query message, ord('B') for exactly Bind, Describe (portal)/Execute messages
-        (at least one), Sync; 0 for anything else or when bytes are buffered (see the Cython method)."""
+        (at least one), Sync, ord('P') for the same after a Parse; 0 for anything else or when bytes are buffered
+        (see the Cython method)."""
         n = len(data)
         if self._pos != len(self._buf) or n < 5:
             return 0
+        kind = data[0]
         length = int.from_bytes(data[1:5], "big")
         if length < 4 or length - 4 > self.max_message:
             return 0
-        if data[0] == _Q:
+        if kind == _Q:
             return _Q if length + 1 == n else 0
-        if data[0] != _B:
+        pos = 0
+        if kind == _P:
+            pos = length + 1
+            if n - pos < 5 or data[pos] != _B:
+                return 0
+            length = int.from_bytes(data[pos + 1:pos + 5], "big")
+            if length < 4 or length - 4 > self.max_message:
+                return 0
+        elif kind != _B:
             return 0
-        pos, middle = length + 1, 0
+        pos, middle = pos + length + 1, 0
         while n - pos >= 5:
             t = data[pos]
             length = int.from_bytes(data[pos + 1:pos + 5], "big")
             if length < 4 or length - 4 > self.max_message or n - pos - 1 < length:
                 return 0
             if t == _S:
-                return _B if middle and n - pos - 1 == length else 0
+                return kind if middle and n - pos - 1 == length else 0
             if t == _E or (t == _D and length > 4 and data[pos + 5] == _P):
                 middle += 1
             else:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbmesh.postgresql")
 
 PG_METHODS = ("scram-sha-256", "md5", "password")
-_QUERY, _BIND = ord("Q"), ord("B")
+_QUERY, _BIND, _PARSE = ord("Q"), ord("B"), ord("P")
 
 
 class PgFrontend(ClientConnection):
@@ -72,7 +72,8 @@ class PgFrontend(ClientConnection):
             kind = self.reader.request_kind(data)
             try:
                 if (kind == _QUERY and session.on_query_frame(data)) or (
-                        kind == _BIND and session.on_execute_frame(data)):
+                        kind == _BIND and session.on_execute_frame(data)) or (
+                        kind == _PARSE and session.on_parse_execute_frame(data)):
                     return
             except Exception as exc:  # a bug must not take the server down or leak a traceback
                 log.exception("[BUG] unexpected error on a PostgreSQL connection")

@@ -74,6 +74,9 @@ _CLASSIFY_CACHE: dict[str, PgStatementInfo] = {}
 _PLAIN_SHAPES: dict[bytes, PgStatementInfo] = {}
 _PLAIN_SHAPES_MAX = 8192
 _DIGITS = b"0123456789"
+# Plain statements (quick_classify() said yes) by the Parse body of an unnamed statement (query, NUL, parameter
+# types): parameterized texts repeat exactly, so the cache is exact.
+_PLAIN_PARSES: dict[bytes, PgStatementInfo] = {}
 
 
 def remember_shape(text: bytes, info: PgStatementInfo) -> None:
@@ -329,6 +332,40 @@ class PgSession:
                 self._gate_task = rt.spawn(self._gate_worker())
             return
         self._pass(messages)
+
+    def on_parse_execute_frame(self, data: bytes) -> bool:
+        """Hot path for the unnamed statement: Parse, Bind, Describe (portal)/Execute messages, Sync, as clients
+        that do not prepare send every statement (psycopg below its prepare threshold, JDBC, pgbench -M extended).
+        Only plain DML into the unnamed statement and portal, which the general path forwards byte for byte too
+        (there is no name to rename): this one only spares taking the request apart."""
+        rt = self.runtime
+        conn = self.conn
+        if conn is None or conn.broken or self._start or self.open_batch or self._attaching or self._needs_replay \
+                or self._client_paused or rt.guarded or self._generation != rt.generation \
+                or self._gate_task is not None or self._removed_database is not None or self.sharded is not None \
+                or data[5] != 0:
+            return False
+        bind_at = 1 + int.from_bytes(data[1:5], "big")
+        if bind_statement(data[bind_at:]) != b"":
+            return False
+        body = data[6:bind_at]
+        info = _PLAIN_PARSES.get(body)
+        if info is None:
+            text = body.partition(b"\x00")[0]
+            info = quick_classify(text.decode("utf-8", "replace"))
+            if info is None or gate.is_governance_text(text):
+                return False
+            if len(_PLAIN_PARSES) >= _PLAIN_SHAPES_MAX:
+                _PLAIN_PARSES.clear()
+            _PLAIN_PARSES[body] = info
+        self._start = perf_counter()
+        self._sql = body
+        self._type = info.type
+        self._errors_at_start = conn.scanner.errors
+        self.reclaimable = False
+        self.awaiting += 1
+        conn.send(data, 1)
+        return True
 
     # -- the statement gate ----------------------------------------------------------------------------------------
     #

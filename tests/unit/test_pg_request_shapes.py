@@ -31,6 +31,7 @@ BIND = msg("B", b"\x00P0_1\x00\x00\x00\x00\x01\x00\x00\x00\x017\x00\x00")
 DESCRIBE_PORTAL = msg("D", b"P\x00")
 EXECUTE = msg("E", b"\x00\x00\x00\x00\x00")
 SYNC = msg("S", b"")
+PARSE = msg("P", b"\x00SELECT abalance FROM pgbench_accounts WHERE aid = $1;\x00\x00\x00")
 
 
 def reference_kind(data: bytes, max_message: int = py.DEFAULT_MAX_MESSAGE) -> int:
@@ -48,9 +49,10 @@ def reference_kind(data: bytes, max_message: int = py.DEFAULT_MAX_MESSAGE) -> in
     types = [t for t, _ in messages]
     if types == [ord("Q")]:
         return ord("Q")
-    if len(messages) >= 3 and types[0] == ord("B") and types[-1] == ord("S") and all(
-            t == ord("E") or (t == ord("D") and p[:1] == b"P") for t, p in messages[1:-1]):
-        return ord("B")
+    first = 1 if types[:2] == [ord("P"), ord("B")] else 0
+    if len(messages) >= 3 + first and types[first] == ord("B") and types[-1] == ord("S") and all(
+            t == ord("E") or (t == ord("D") and p[:1] == b"P") for t, p in messages[1 + first:-1]):
+        return types[0]
     return 0
 
 
@@ -68,7 +70,13 @@ def reference_kind(data: bytes, max_message: int = py.DEFAULT_MAX_MESSAGE) -> in
     (BIND + EXECUTE + SYNC[:-1], 0),
     (QUERY + QUERY, 0),
     (QUERY[:-1], 0),
-    (msg("P", b"\x00SELECT 1\x00\x00\x00") + BIND + EXECUTE + SYNC, 0),
+    (PARSE + BIND + EXECUTE + SYNC, ord("P")),
+    (PARSE + BIND + DESCRIBE_PORTAL + EXECUTE + SYNC, ord("P")),
+    (PARSE + BIND + SYNC, 0),
+    (PARSE + SYNC, 0),
+    (PARSE + PARSE + BIND + EXECUTE + SYNC, 0),
+    (PARSE + BIND[:-1], 0),
+    (PARSE, 0),
     (msg("X", b""), 0),
     (b"", 0),
     (b"Q\x00\x00\x00\x03", 0),  # invalid length
@@ -99,6 +107,10 @@ def test_request_kind_respects_the_message_limit(impl: Any) -> None:
     assert impl.MessageReader(len(QUERY) - 5).request_kind(QUERY) == ord("Q")
     big = msg("E", b"\x00" + b"x" * 100)
     assert impl.MessageReader(50).request_kind(BIND + big + SYNC) == 0
+    assert impl.MessageReader(len(PARSE) - 6).request_kind(PARSE + BIND + EXECUTE + SYNC) == 0
+    small_parse, big_bind = msg("P", b"\x00x\x00\x00\x00"), msg("B", b"\x00" * 60)
+    assert impl.MessageReader(20).request_kind(small_parse + big_bind + EXECUTE + SYNC) == 0
+    assert impl.MessageReader(60).request_kind(small_parse + big_bind + EXECUTE + SYNC) == ord("P")
 
 
 @impls

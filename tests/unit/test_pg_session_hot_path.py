@@ -348,3 +348,48 @@ def test_shape_cache_serves_point_selects_without_classifying() -> None:
     h.session.on_query_frame(query("SELECT abalance FROM pgbench_accounts WHERE aid = 5;"))
     h.answer(SELECT_ANSWER + ready())
     assert records[0]["sql"] == "SELECT abalance FROM pgbench_accounts WHERE aid = 5;"
+
+
+# -- the unnamed statement: Parse, Bind, Describe, Execute, Sync in one read -------------------------------------
+
+
+def unnamed(sql: bytes, value: bytes = b"7", bind_name: bytes = b"") -> bytes:
+    parse = msg("P", b"\x00" + sql + b"\x00\x00\x00")
+    return parse + execute(bind_name, value)
+
+
+EXTENDED_ANSWER = msg("1", b"") + msg("2", b"") + SELECT_ANSWER + ready()
+
+
+def test_unnamed_statement_hot_path_is_the_general_path() -> None:
+    sql = b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+    run_both([(unnamed(sql), EXTENDED_ANSWER), (unnamed(sql, b"99"), EXTENDED_ANSWER),
+              (unnamed(b"UPDATE t SET x = $1"), EXTENDED_ANSWER), (unnamed(b"SET x TO 1"), EXTENDED_ANSWER),
+              (unnamed(sql, bind_name=b"P0_1"), EXTENDED_ANSWER), (unnamed(b"SELECT pg_advisory_lock($1)"),
+                                                                   EXTENDED_ANSWER)], setup=prepare)
+    h = Harness()
+    request = unnamed(sql)
+    assert h.session.on_parse_execute_frame(request)
+    assert h.server.take() == request  # byte for byte
+    assert h.session._type == "select"
+    h.answer(EXTENDED_ANSWER)
+    assert not h.session._start and h.session.reclaimable
+
+
+def test_unnamed_statement_hot_path_stands_aside() -> None:
+    h = Harness()
+    prepare(h)
+    sql = b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+    named_parse = msg("P", b"s1\x00" + sql + b"\x00\x00\x00") + execute(b"s1")
+    assert not h.session.on_parse_execute_frame(named_parse)
+    assert not h.session.on_parse_execute_frame(unnamed(sql, bind_name=b"P0_1"))  # Bind of a renamed statement
+    for text in (b"SET x TO 1", b"SHOW COMPUTE NODES", b"SELECT pg_advisory_lock($1)", b"LISTEN x"):
+        assert not h.session.on_parse_execute_frame(unnamed(text)), text
+    h.runtime.guarded = True
+    assert not h.session.on_parse_execute_frame(unnamed(sql))
+    h.runtime.guarded = False
+    h.session.open_batch = True
+    assert not h.session.on_parse_execute_frame(unnamed(sql))
+    h.session.open_batch = False
+    assert h.server.take() == b""
+    assert h.session.on_parse_execute_frame(unnamed(sql))
