@@ -25,7 +25,7 @@ import heapq
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ from dbmesh.protocol.postgresql.messages import (
     render_error,
 )
 from dbmesh.session import gate
+from dbmesh.session.pg_classify import quick_classify
 from dbmesh.session.savepoints import SavepointStack, parse_savepoint
 from dbmesh.sharding.autotables import DataNode
 from dbmesh.sharding.conditions import Hint
@@ -662,7 +663,7 @@ class ShardedPg:
             if len(messages) != 1:
                 return False
             sql = messages[0][1][:-1].decode("utf-8", "replace")
-            m = _TXN.match(sql)
+            m = None if sql[:6].upper() in _PLAIN_HEADS else _TXN.match(sql)  # (no such head starts one)
             if m is not None:
                 if not m.group("begin"):
                     return False
@@ -2035,7 +2036,12 @@ def _sum_tags(tags: Sequence[bytes]) -> bytes:
 def _fast_text(sql: str) -> bool:
     """Whether a statement's text allows the fast path: no transaction control, savepoint, COPY, admin statement,
     setting or statement with session state, and not empty (each has its own handling in the worker)."""
-    if sql[:6].upper() not in _PLAIN_HEADS:
+    if sql[:6].upper() in _PLAIN_HEADS:
+        info = quick_classify(sql)  # what _classify answers first, without its layers
+        if info is not None:
+            return not (info.pin or info.set_vars or info.reset_vars or info.reset_all or info.discard_all
+                        or info.deallocate is not None)
+    else:
         if _SAVEPOINT.match(sql) or _TXN.match(sql) or sql.lstrip()[:4].upper() == "COPY" \
                 or not sql.strip().strip(";").strip():
             return False
@@ -2288,14 +2294,24 @@ def _encode_param(v: Any) -> bytes | None:
 
 
 def _classify(sql: str) -> Any:
-    from dbmesh.session.pg_session import classify_cached
+    global _classify_cached
+    if _classify_cached is None:
+        from dbmesh.session.pg_session import classify_cached  # (pg_session imports this module)
 
-    return classify_cached(sql)
+        _classify_cached = classify_cached
+    return _classify_cached(sql)
+
+
+_classify_cached: Callable[[str], Any] | None = None
+_parse_admin: Callable[[str], Any] | None = None
 
 
 def _admin_parse(sql: str) -> Any:
-    try:
-        from dbmesh.admin import parse_admin
-    except ImportError:
-        return None
-    return parse_admin(sql)
+    global _parse_admin
+    if _parse_admin is None:
+        try:
+            from dbmesh.admin import parse_admin
+        except ImportError:
+            return None
+        _parse_admin = parse_admin
+    return _parse_admin(sql)
