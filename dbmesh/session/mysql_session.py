@@ -257,8 +257,9 @@ class MySQLSession:
             except errors.DbMeshError as exc:
                 self._error(exc)
                 return
-        conn, ds = self.conn, self._ds
-        if conn is not None and ds is not None and not conn.broken and conn.data_source is ds \
+        conn = self.conn
+        # (conn.data_source is never None: being our data source implies we have one)
+        if conn is not None and conn.data_source is self._ds and not conn.broken \
                 and conn.schema == self._want_schema and conn.vars == self.vars and stmt.start < conn.expires_at \
                 and not self._client_paused:
             # The common case, inlined: our sticky connection is ready for this statement.
