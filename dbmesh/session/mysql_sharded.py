@@ -113,8 +113,9 @@ class _Lease:
 class MySQLShardCursor:
     """Sink for one unit's response: splits it into packets, keeps the header and buffers rows for the merger."""
 
-    def __init__(self, conn: MySQLBackendConnection, index: int) -> None:
+    def __init__(self, conn: MySQLBackendConnection, index: int, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
+        self.loop = loop
         self.index = index
         self.reader = PacketReader(max_payload=1 << 30)
         self.ncols = -1
@@ -130,8 +131,8 @@ class MySQLShardCursor:
         self.paused = False
         self._eof_seen = False
         self._waiter: asyncio.Future[None] | None = None
-        self._header: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._header: asyncio.Future[None] = loop.create_future()
+        self._finished: asyncio.Future[None] = loop.create_future()
 
     # ResponseSink
     def forward(self, data: bytes) -> None:
@@ -218,7 +219,7 @@ class MySQLShardCursor:
         while not self.rows:
             if self.done:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self.loop.create_future()
             self._resume()
             await self._waiter
             self._waiter = None
@@ -842,13 +843,16 @@ class ShardedMySQL:
     def _lanes(self, plan: Plan) -> Lanes[MySQLBackendConnection, MySQLShardCursor]:
         budget = 1 if self.txn_open else self.rule.max_connections_size_per_query
 
+        # (Looked up once: asyncio.get_running_loop() makes a getpid() system call each time.)
+        loop = asyncio.get_running_loop()
+
         def start(conn: MySQLBackendConnection, unit: RouteUnit, i: int) -> MySQLShardCursor:
-            cursor = MySQLShardCursor(conn, i)
+            cursor = MySQLShardCursor(conn, i, loop)
             conn.start_command(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, cursor)
             return cursor
 
         def start_many(conn: MySQLBackendConnection, units: list[tuple[RouteUnit, int]]) -> list[MySQLShardCursor]:
-            cursors = [MySQLShardCursor(conn, i) for _, i in units]
+            cursors = [MySQLShardCursor(conn, i, loop) for _, i in units]
             conn.start_pipeline([(build_packet(b"\x03" + unit.sql.encode(), 0), RESPONSE_RESULT, cursor)
                                  for (unit, _), cursor in zip(units, cursors, strict=True)])
             return cursors
