@@ -11,6 +11,9 @@ Guarantees:
   connection serves the session (see _render). LISTEN, session advisory locks, temporary tables, SQL PREPARE and
   cursors WITH HOLD pin the connection to the session; a pinned connection is reset (ROLLBACK, DISCARD ALL)
   before reuse.
+- A request that arrives alone in one read, in one of three shapes (a Query; Bind ... Sync; Parse of the unnamed
+  statement, Bind ... Sync), takes a hot path that forwards it as framed, without taking it apart, when nothing
+  would make the general path treat it otherwise; it sends and leaves exactly what the general path would.
 """
 
 from __future__ import annotations
