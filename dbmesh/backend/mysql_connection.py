@@ -146,27 +146,28 @@ class MySQLBackendConnection(asyncio.Protocol):
         sink = self._sink
         if sink is not None:
             try:
-                used = self.scanner.feed(data)
-                if used == len(data):
-                    self._forward(data)
-                else:
-                    self._forward(data[:used])
-                if self.scanner.done:
-                    if self.scanner.local_infile:
-                        self._infile_requested(sink, used != len(data) or bool(self._queued))
+                scanner = self.scanner
+                used = scanner.feed(data)
+                whole = used == len(data)
+                self._forward(data if whole else data[:used])
+                if whole and not scanner.done:
+                    return  # the common middle of a response
+                if scanner.done:
+                    if scanner.local_infile:
+                        self._infile_requested(sink, not whole or bool(self._queued))
                         return
                     self._sink = None
-                    if self._queued and not self.scanner.protocol_error:
+                    if self._queued and not scanner.protocol_error:
                         # Pipelined: the next response starts right after this one.
                         kind, following = self._queued.popleft()
-                        self.scanner.start(kind, self.deprecate_eof)
+                        scanner.start(kind, self.deprecate_eof)
                         self._sink = following
                         self._forward = following.forward
                         sink.response_done(self)
-                        if used != len(data) and self._sink is following:
+                        if not whole and self._sink is following:
                             self.data_received(data[used:])
                         return
-                    if used != len(data) or self.scanner.protocol_error:
+                    if not whole or scanner.protocol_error:
                         # More bytes than one response, or a response we cannot follow: the connection's framing
                         # can no longer be trusted. The client got what belonged to its command.
                         self.broken = True
