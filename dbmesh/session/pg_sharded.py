@@ -135,6 +135,7 @@ class PgShardCursor:
         self.notices: list[bytes] = []
         self.lost: str | None = None
         self.headed = False  # the answer's first message (RowDescription, NoData, CommandComplete, ...) arrived
+        self.on_head: Callable[[], None] | None = None  # told once, when headed
         self.done = False
         self.exclusive = False
         self.abandoned = False
@@ -211,6 +212,8 @@ class PgShardCursor:
             f = self._header
             if f is not None and not f.done():
                 f.set_result(None)
+            if self.on_head is not None:
+                self.on_head()
 
     def _wake(self) -> None:
         w = self._waiter
@@ -371,7 +374,7 @@ class _Lanes:
     sent at once (see _LaneSink): one round trip per lane instead of one per unit. A lane whose connection the
     session holds ready is started at once, without a task."""
 
-    __slots__ = ("cursors", "failures", "held", "lanes", "owner", "tail", "units")
+    __slots__ = ("cursors", "failures", "held", "lanes", "owner", "tail", "unheaded", "units", "waiter")
 
     def __init__(self, owner: ShardedPg, units: Sequence[RouteUnit], budget: int, tail: bytes) -> None:
         self.owner = owner
@@ -387,6 +390,23 @@ class _Lanes:
         self.cursors: list[PgShardCursor | None] = [None] * len(units)
         self.failures: dict[int, BaseException] = {}
         self.held: list[tuple[str, int, PgBackendConnection, _LaneSink]] = []
+        self.unheaded = 0  # started cursors not headed yet
+        self.waiter: asyncio.Future[None] | None = None  # headers() waiting for them
+
+    async def headers(self) -> None:
+        """Wait until every started unit's answer has begun (one wakeup, however many lanes answer apart)."""
+        if self.unheaded:
+            waiter = self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+
+    def _headed(self) -> None:
+        self.unheaded -= 1
+        waiter = self.waiter
+        if not self.unheaded and waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def start(self) -> None:
         """Get every lane a connection and send it its units. A lane that gets none fails its units' cursors."""
@@ -423,9 +443,12 @@ class _Lanes:
         named = owner.status == b"I" and not conn.prepared_uncertain
         out = []
         units = []
+        headed = self._headed
+        self.unheaded += len(indexes)
         for i in indexes:
             unit = self.units[i]
             cursor = self.cursors[i] = PgShardCursor(conn, i)
+            cursor.on_head = headed
             body = _parse_body(unit.sql)
             bind = [b"\x00", b"", b"\x00\x00\x00", _U16.pack(len(unit.params))]  # parameters in text
             for v in unit.params:
@@ -563,10 +586,18 @@ class ShardedPg:
             self.session.frontend.write(b"".join(self.out))
             self.out.clear()
 
-    async def _work(self) -> None:
-        """Process queued client messages in order; ends when the queue is empty, so that the next batch may take
-        the fast path (a statement _try_fast sent always completes before the worker starts again)."""
+    async def _work(self, first: Sequence[tuple[int, bytes]] = ()) -> None:
+        """Process client messages in order, `first` (messages that would have been queued first) and then the
+        queue; ends when the queue is empty, so that the next batch may take the fast path (a statement _try_fast
+        sent always completes before the worker starts again)."""
         try:
+            for mtype, payload in first:
+                if self.session.closed:
+                    break
+                await self._message(mtype, payload)
+                if sum(len(b) for b in self.out) >= _FLUSH_BYTES:
+                    self._flush()
+                    await self._writable.wait()
             while not self.session.closed:
                 try:
                     mtype, payload = self.queue.get_nowait()
@@ -757,10 +788,8 @@ class ShardedPg:
             if described is not None:
                 self.out.append(_portal_description(described[1], portal_obj.result_formats))
             self.in_batch = True
-            for m in messages[n - 2:]:
-                self.queue.put_nowait(m)
             self.busy = True
-            self._worker = self.runtime.spawn(self._work())
+            self._worker = self.runtime.spawn(self._work(messages[n - 2:]))
             return True
         if parse is not None:
             self.statements[parse.name] = st if statement_name == parse.name else _Statement(parse.query,
@@ -1455,8 +1484,7 @@ class ShardedPg:
         try:
             await lanes.start()
             cursors = [lanes.cursor(i) for i in range(len(plan.units))]
-            for c in cursors:
-                await c.header()
+            await lanes.headers()
             self._check(plan, cursors)
             head = next((c for c in cursors if c.row_description is not None), None)
             if head is None:

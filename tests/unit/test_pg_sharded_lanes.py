@@ -384,3 +384,26 @@ def test_merge_now_equals_kernel_merge(seed: int) -> None:
         shards.append([_data_row(r) for r in rows])
     expected = asyncio.run(_streamed(spec, shards))
     assert _now(spec, shards) == expected
+
+
+def test_lanes_wait_for_every_header_at_once() -> None:
+    import asyncio
+
+    async def run() -> None:
+        owner = _Owner()
+        conns = [_Conn(), _Conn()]
+        lanes = pg_sharded._Lanes(owner, [RouteUnit("ds_0", SQL, (1,)), RouteUnit("ds_0", SQL, (2,)),  # type: ignore[arg-type]
+                                          RouteUnit("ds_1", SQL, (3,))], 1, _result_formats_bytes(()))
+        lanes._send("ds_0", 0, conns[0], [0, 1])  # type: ignore[arg-type]
+        lanes._send("ds_1", 0, conns[1], [2])  # type: ignore[arg-type]
+        waiting = asyncio.ensure_future(lanes.headers())
+        await asyncio.sleep(0)
+        conns[0].sink.forward(_answer([_row(1)]) + _answer([_row(2)]))
+        await asyncio.sleep(0)
+        assert not waiting.done()  # ds_1 has not answered yet
+        conns[1].sink.backend_lost(conns[1], "gone")  # a lost unit counts as answered (its cursor reports it)
+        await asyncio.wait_for(waiting, 1)
+        assert lanes.unheaded == 0
+        await lanes.headers()  # nothing left to wait for
+
+    asyncio.run(run())
