@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import heapq
 import logging
 import re
 import struct
@@ -34,9 +33,8 @@ from dbmesh import errors
 from dbmesh._wire.pg_framing import MessageReader, build_message
 from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError
 from dbmesh.config import Database, DataSource
-from dbmesh.kernel.merge.base import unsupported
+from dbmesh.kernel.merge.buffered import merge_buffered
 from dbmesh.kernel.merge.codec_pg import PostgresCodec, pg_codec
-from dbmesh.kernel.merge.order import order_key
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
 from dbmesh.protocol.postgresql.messages import (
     Bind,
@@ -1979,64 +1977,13 @@ def _mergeable_now(spec: MergeSpec, cursors: Sequence[PgShardCursor]) -> bool:
 
 def _merge_now(spec: MergeSpec, shards: Sequence[PgShardCursor], codec: PostgresCodec, out: list[bytes]) -> None:
     """kernel.merge.merge's rows for an ungrouped, non-DISTINCT `spec` over complete shard answers, appended to
-    `out`, computed in one synchronous pass instead of through a chain of async generators (a scatter query's
-    merge cost, per statement). The same rows in the same order as the same bytes: shard heads read first, a
-    shard's next row read (and checked for going backwards) only once its current row is taken, reading stopped
-    at the limit; an error leaves in `out` the rows merge() yields before raising it. The unit tests hold it
-    to merge() on random inputs."""
-    visible = spec.visible
-    limit = spec.limit
-    if limit is not None and limit <= 0:
-        return
-    end = -1 if limit is None else spec.offset + limit  # rows to take from the merged stream
-    skip = spec.offset
-    split = codec.split
-    join = codec.join
-    taken = 0
-    if not spec.order_by:  # concatenate_payloads: shard order; the width checked on the first row
-        width: int | None = None
-        for shard in shards:
-            rows, shard.rows = shard.rows, []
-            for payload in rows:
-                if width is None:
-                    width = len(split(payload))
-                row = payload if width == visible else join(split(payload)[:visible])
-                taken += 1
-                if taken > skip:
-                    out.append(row)
-                if taken == end:
-                    return
-        return
-    key = order_key(codec, spec.order_by)
-    streams = []
-    heap: list[tuple[Any, int, list[bytes | None], bytes]] = []
-    for index, shard in enumerate(shards):
+    `out` in one synchronous pass (kernel.merge.buffered: an error leaves in `out` the rows merge() yields before
+    raising it); the shards' buffered rows are taken."""
+    batches = []
+    for shard in shards:
         rows, shard.rows = shard.rows, []
-        stream = iter(rows)
-        streams.append(stream)
-        first = next(stream, None)
-        if first is not None:
-            fields = split(first)
-            heap.append((key(fields), index, fields, first))
-    heapq.heapify(heap)
-    while heap:
-        current, index, fields, payload = heap[0]
-        row = payload if len(fields) == visible else join(fields[:visible])
-        taken += 1
-        if taken > skip:
-            out.append(row)
-        if taken == end:
-            return
-        following = next(streams[index], None)
-        if following is None:
-            heapq.heappop(heap)
-            continue
-        following_fields = split(following)
-        following_key = key(following_fields)
-        if following_key < current:
-            raise unsupported("ORDER BY across shards", f"shard {index} returned rows in an order the merger does "
-                              "not reproduce (a collation or type it compares differently)")
-        heapq.heapreplace(heap, (following_key, index, following_fields, following))
+        batches.append(rows)
+    merge_buffered(spec, batches, codec, out)
 
 
 async def _drain(cursor: PgShardCursor) -> AsyncIterator[bytes]:
