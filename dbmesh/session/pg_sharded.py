@@ -1468,6 +1468,10 @@ class ShardedPg:
 
     async def _run_plan(self, plan: Plan, result_formats: tuple[int, ...] | None, *, describe: bool,
                         max_rows: int, portal: _Portal | None) -> None:
+        if plan.kind == "ddl":
+            # Descriptions learnt by statement text may be stale once a table changes (PostgreSQL's own prepared
+            # statements are re-planned then): forget them all.
+            _DESCRIBED.clear()
         implicit = plan.kind == "dml" and self.status == b"I" and len({u.data_source for u in plan.units}) > 1
         if implicit:
             self.status = b"T"
@@ -1496,6 +1500,8 @@ class ShardedPg:
                 self.out.append(_msg(b"C", _sum_tags([c.tag for c in cursors if c.tag is not None]) + b"\x00"))
                 return
             visible = plan.merge.visible if plan.merge is not None else len(head.fields)
+            if portal is not None:
+                _check_description(portal.statement, head.fields[:visible])
             if describe:
                 rd = head.row_description if visible == len(head.fields) else RowDescription(
                     head.fields[:visible]).payload()
@@ -2085,6 +2091,24 @@ def _parse_body(sql: str) -> bytes:
             _BODIES.clear()
         body = _BODIES[sql] = sql.encode() + b"\x00\x00\x00"
     return body
+
+
+def _check_description(st: _Statement, fields: Sequence[FieldDescription]) -> None:
+    """The result columns a data source sends must be the ones the statement was described with (told to the
+    client, or learnt for its text). After DDL they may not be: as PostgreSQL does for a prepared statement whose
+    result changed, the statement fails with 0A000, and the stale description is forgotten so the client's next
+    Parse/Describe learns the new one."""
+    described = st.described
+    if described is None or described[1] is None:
+        return
+    old = described[1]
+    if len(old) == len(fields) and all(a.name == b.name and a.type_oid == b.type_oid and
+                                       a.type_modifier == b.type_modifier for a, b in zip(old, fields, strict=True)):
+        return
+    st.described = None
+    if _DESCRIBED.get(st.sql) is not None and _DESCRIBED[st.sql][1] is old:
+        del _DESCRIBED[st.sql]
+    raise _Failed(_error_payload("0A000", "cached plan must not change result type"))
 
 
 def _described_now(st: _Statement) -> tuple[tuple[int, ...], tuple[FieldDescription, ...] | None, int] | None:
