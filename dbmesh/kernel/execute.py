@@ -41,6 +41,18 @@ Conn = TypeVar("Conn")
 Cur = TypeVar("Cur", bound=UnitCursor)
 
 
+def assign_lanes(units: Sequence[RouteUnit], budget: int) -> dict[tuple[str, int], list[int]]:
+    """(data source, lane) -> the indexes of the units that lane runs, in plan order: a data source's units are
+    dealt round-robin over at most `budget` lanes (connections)."""
+    lanes: dict[tuple[str, int], list[int]] = {}
+    per_ds: dict[str, int] = {}
+    for i, unit in enumerate(units):
+        n = per_ds.get(unit.data_source, 0)
+        per_ds[unit.data_source] = n + 1
+        lanes.setdefault((unit.data_source, n % max(1, budget)), []).append(i)
+    return lanes
+
+
 class Lanes(Generic[Conn, Cur]):
     """The cursors of one statement's units, started lane by lane."""
 
@@ -53,19 +65,13 @@ class Lanes(Generic[Conn, Cur]):
         """`ready(data_source, lane)`: the lane's connection when it can be used at once (no lease to wait for);
         such a lane starts here, without a task, when all its units can be sent now."""
         self.units = units
-        self.cursors: list[asyncio.Future[Cur]] = []
+        loop = asyncio.get_running_loop()
+        self.cursors: list[asyncio.Future[Cur]] = [loop.create_future() for _ in units]
         self._lease = lease
         self._start = start
         self._start_many = start_many
         self._give_back = give_back
-        loop = asyncio.get_running_loop()
-        lanes: dict[tuple[str, int], list[int]] = {}
-        per_ds: dict[str, int] = {}
-        for i, unit in enumerate(units):
-            n = per_ds.get(unit.data_source, 0)
-            per_ds[unit.data_source] = n + 1
-            lanes.setdefault((unit.data_source, n % max(1, budget)), []).append(i)
-            self.cursors.append(loop.create_future())
+        lanes = assign_lanes(units, budget)
         self._tasks: list[asyncio.Task[None]] = []
         # Lanes started here: (data source, lane, connection, cursors), given back by finish().
         self._started: list[tuple[str, int, Conn, list[Cur]]] = []

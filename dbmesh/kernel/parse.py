@@ -831,13 +831,15 @@ class ParseCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def get(self, sql: str, dialect: str) -> ParsedStatement:
-        """The statement parsed: from the cache when its shape is known, else parsed and cached.
+    def get(self, sql: str, dialect: str, parts: list[str] | None = None) -> ParsedStatement:
+        """The statement parsed: from the cache when its shape is known, else parsed and cached. `parts`:
+        `split_literals(sql)`, when the caller has it.
 
         Raises SqlParseError when sqlglot cannot parse the statement.
         """
         dialect = _dialect_name(dialect)
-        parts = split_literals(sql) if len(sql) <= _MAX_SPLIT_TEXT else None
+        if parts is None and len(sql) <= _MAX_SPLIT_TEXT:
+            parts = split_literals(sql)
         if parts is not None and len(parts) > 1:
             key = (dialect, _INT_MARKER.join(parts[0::2]))
             if key in self._split_shapes:

@@ -123,21 +123,26 @@ class Planner:
     def plan(self, sql: str, params: Sequence[Any] = (), hint: Hint | None = None) -> Plan:
         """Route and rewrite one statement. `params` are the values of its placeholders (MySQL `?`, PostgreSQL
         `$n`), if any; `hint` is the session's hint (a SHARDINGSPHERE_HINT comment in `sql` overrides it)."""
+        parts = None
         if hint is None and self._point_fast_path:
-            plan = self.plan_point(sql, params)
+            if not params and len(sql) <= MAX_POINT_TEXT:
+                parts = split_literals(sql)  # for the text form here and the parse cache below
+            plan = self.plan_point(sql, params, parts)
             if plan is not None:
                 return plan
-        return self._plan(sql, params, hint)
+        return self._plan(sql, params, hint, parts)
 
-    def plan_point(self, sql: str, params: Sequence[Any] = ()) -> Plan | None:
+    def plan_point(self, sql: str, params: Sequence[Any] = (), parts: list[str] | None = None) -> Plan | None:
         """The plan of a point statement from what earlier statements of its shape taught (kernel.point): the
-        plan `plan(sql, params)` gives without a hint, or None when the fast path does not answer this statement."""
+        plan `plan(sql, params)` gives without a hint, or None when the fast path does not answer this statement.
+        `parts`: `split_literals(sql)`, when the caller has it."""
         if params:
             param_point = self._param_points.get(sql)
             return param_point.plan(params) if param_point is not None else None
         if len(sql) > MAX_POINT_TEXT:
             return None  # not worth splitting (an INSERT of many rows, say): the general path's
-        parts = split_literals(sql)
+        if parts is None:
+            parts = split_literals(sql)
         if len(parts) == 1:
             return None
         text_point = self._text_points.get(shape_key(parts))
@@ -145,8 +150,9 @@ class Planner:
             return None
         return text_point.plan(sql, parts)
 
-    def _plan(self, sql: str, params: Sequence[Any], hint: Hint | None) -> Plan:
-        """The general path."""
+    def _plan(self, sql: str, params: Sequence[Any], hint: Hint | None, parts: list[str] | None = None) -> Plan:
+        """The general path. `parts`: `split_literals(sql)`, when the caller has it (a statement without
+        parameters)."""
         learn = hint is None and self._point_fast_path
         dialect = self.dialect
         if "SHARDINGSPHERE_HINT" in sql:
@@ -168,7 +174,7 @@ class Planner:
                 except (SqlParseError, ValueError) as error:
                     raise syntax(str(error)) from error
             try:
-                parsed = self.cache.get(text, dialect)
+                parsed = self.cache.get(text, dialect, parts if text is sql else None)
             except SqlParseError as error:
                 if not self._routes_tables:
                     return Plan("other", (RouteUnit(self.rule.default_data_source, sql, values),))

@@ -228,16 +228,6 @@ class MySQLShardCursor:
         return rows
 
 
-def _complete(cursors: Sequence[MySQLShardCursor]) -> bool:
-    """Every unit's answer is in, and small enough to merge and send in one piece."""
-    held = 0
-    for c in cursors:
-        if not c.done:
-            return False
-        held += len(c.rows)
-    return held <= _ROWS_BUFFERED
-
-
 def _lenenc_value(p: bytes) -> int:
     return int(read_lenenc(p, 0)[0])
 
@@ -880,7 +870,7 @@ class ShardedMySQL:
     async def _merged_query(self, plan: Plan, binary_columns: list[bytes] | None = None,
                             ok_fallback: bool = False) -> None:
         from dbmesh.kernel.merge import merge
-        from dbmesh.kernel.merge.buffered import merge_buffered, mergeable_buffered
+        from dbmesh.kernel.merge.buffered import all_buffered, merge_buffered, mergeable_buffered
 
         spec = plan.merge
         if spec is None:
@@ -923,7 +913,7 @@ class ShardedMySQL:
                 seq += 1
             write = self.session.frontend.write
             size = 0
-            if mergeable_buffered(spec) and _complete(cursors):
+            if mergeable_buffered(spec) and all_buffered(cursors, _ROWS_BUFFERED):
                 # Every answer is in and small: merge in one pass (kernel.merge.buffered gives merge()'s rows).
                 merged: list[bytes] = []
                 merge_buffered(spec, [c.rows for c in cursors], codec, merged)

@@ -291,21 +291,10 @@ class PgSession:
         name = bind_statement(data)
         if name is None:
             return False  # a malformed Bind: the general path forwards it as it is, for the server to refuse
-        entry = self.statements.get(name) if name else None
-        if entry is not None:
-            if entry[0] not in conn.prepared:
-                return False
-            data = rename_bind(data, entry[0])
-            self._type = entry[2]
-            self._sql = entry[1]
-        else:
-            self._type = "execute"
-            self._sql = ""
-        self._start = perf_counter()
-        self._errors_at_start = conn.scanner.errors
-        self.reclaimable = False
-        self.awaiting += 1
-        conn.send(data, 1)
+        target = self._begin_execute(conn, name)
+        if target is None:
+            return False
+        conn.send(rename_bind(data, target) if target else data, 1)
         return True
 
     def on_messages(self, messages: list[tuple[int, bytes]]) -> None:
@@ -752,6 +741,25 @@ class PgSession:
             self._attaching = True
             self.runtime.spawn(self._attach_and_flush())
 
+    def _begin_execute(self, conn: PgBackendConnection, name: bytes) -> bytes | None:
+        """Start the bookkeeping of executing the client's statement `name` (b"": the unnamed one) on `conn` and
+        return the backend name its Bind must carry (b"": as sent), or None, changing nothing, when `conn` does not
+        hold that statement yet (the general path prepares it there first)."""
+        entry = self.statements.get(name) if name else None
+        if entry is not None:
+            if entry[0] not in conn.prepared:
+                return None
+            self._type = entry[2]
+            self._sql = entry[1]
+        else:
+            self._type = "execute"
+            self._sql = ""
+        self._start = perf_counter()
+        self._errors_at_start = conn.scanner.errors
+        self.reclaimable = False
+        self.awaiting += 1
+        return entry[0] if entry is not None else b""
+
     def _execute_fast(self, messages: list[tuple[int, bytes]]) -> bool:
         """Hot path for executing a prepared statement: Bind, [Describe portal], Execute, Sync, nothing else."""
         conn = self.conn
@@ -764,20 +772,11 @@ class PgSession:
         bind = messages[0][1]
         portal, _, rest = bind.partition(b"\x00")
         name, _, tail = rest.partition(b"\x00")
-        entry = self.statements.get(name) if name else None
-        if entry is not None:
-            if entry[0] not in conn.prepared:
-                return False
-            bind = portal + b"\x00" + entry[0] + b"\x00" + tail
-            self._type = entry[2]
-            self._sql = entry[1]
-        else:
-            self._type = "execute"
-            self._sql = ""
-        self._start = perf_counter()
-        self._errors_at_start = conn.scanner.errors
-        self.reclaimable = False
-        self.awaiting += 1
+        target = self._begin_execute(conn, name)
+        if target is None:
+            return False
+        if target:
+            bind = portal + b"\x00" + target + b"\x00" + tail
         out = [build_message(_B, bind)]
         out += [build_message(t, p) for t, p in messages[1:]]
         conn.send(b"".join(out), 1)

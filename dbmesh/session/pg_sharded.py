@@ -33,7 +33,8 @@ from dbmesh import errors
 from dbmesh._wire.pg_framing import MessageReader, build_message
 from dbmesh.backend.pg_connection import PgBackendConnection, PgQueryError
 from dbmesh.config import Database, DataSource
-from dbmesh.kernel.merge.buffered import merge_buffered
+from dbmesh.kernel.execute import assign_lanes
+from dbmesh.kernel.merge.buffered import all_buffered, merge_buffered, mergeable_buffered
 from dbmesh.kernel.merge.codec_pg import PostgresCodec, pg_codec
 from dbmesh.kernel.plan import MergeSpec, Plan, RouteUnit
 from dbmesh.protocol.postgresql.messages import (
@@ -378,13 +379,7 @@ class _Lanes:
         self.owner = owner
         self.units = units
         self.tail = tail  # the result-format part of each unit's Bind
-        lanes: dict[tuple[str, int], list[int]] = {}
-        per_ds: dict[str, int] = {}
-        for i, unit in enumerate(units):
-            n = per_ds.get(unit.data_source, 0)
-            per_ds[unit.data_source] = n + 1
-            lanes.setdefault((unit.data_source, n % max(1, budget)), []).append(i)
-        self.lanes = lanes
+        self.lanes = assign_lanes(units, budget)
         self.cursors: list[PgShardCursor | None] = [None] * len(units)
         self.failures: dict[int, BaseException] = {}
         self.held: list[tuple[str, int, PgBackendConnection, _LaneSink]] = []
@@ -1971,14 +1966,7 @@ def _unquote(name: str) -> str:
 def _mergeable_now(spec: MergeSpec, cursors: Sequence[PgShardCursor]) -> bool:
     """Whether _merge_now can merge: an ungrouped, non-DISTINCT merge over answers that are all complete and
     small (every row already buffered: nothing to wait for, no backpressure to apply)."""
-    if spec.grouped or spec.distinct:
-        return False
-    held = 0
-    for c in cursors:
-        if not c.done:
-            return False
-        held += len(c.rows)
-    return held <= _ROWS_BUFFERED
+    return mergeable_buffered(spec) and all_buffered(cursors, _ROWS_BUFFERED)
 
 
 def _merge_now(spec: MergeSpec, shards: Sequence[PgShardCursor], codec: PostgresCodec, out: list[bytes]) -> None:

@@ -13,11 +13,11 @@ from dbmesh.session.mysql_sharded import _HeaderRenamer
 TABLES = (("t_order_1", "t_order"),)
 
 
-def _response(columns: list[str], rows: list[bytes], deprecate_eof: bool, table: str = "t_order_1") -> bytes:
+def _result(columns: list[str], rows: list[bytes], deprecate_eof: bool, schema: str, table: str) -> bytes:
     out = [build_packet(bytes([len(columns)]), 1)]
     seq = 2
     for name in columns:
-        col = ColumnDefinition41(name=name, schema="ds_1", table=table, org_table=table, org_name=name)
+        col = ColumnDefinition41(name=name, schema=schema, table=table, org_table=table, org_name=name)
         out.append(build_packet(col.encode(), seq))
         seq += 1
     if not deprecate_eof:
@@ -28,24 +28,16 @@ def _response(columns: list[str], rows: list[bytes], deprecate_eof: bool, table:
         seq += 1
     out.append(build_packet(b"\xfe\x00\x00\x02\x00" if not deprecate_eof else b"\xfe\x00\x00\x02\x00\x00\x00", seq))
     return b"".join(out)
+
+
+def _response(columns: list[str], rows: list[bytes], deprecate_eof: bool, table: str = "t_order_1") -> bytes:
+    """What data source ds_1 sends for its actual table."""
+    return _result(columns, rows, deprecate_eof, "ds_1", table)
 
 
 def _expected(columns: list[str], rows: list[bytes], deprecate_eof: bool) -> bytes:
     """What one server holding the logic table `t_order` in schema `logic_db` sends."""
-    out = [build_packet(bytes([len(columns)]), 1)]
-    seq = 2
-    for name in columns:
-        col = ColumnDefinition41(name=name, schema="logic_db", table="t_order", org_table="t_order", org_name=name)
-        out.append(build_packet(col.encode(), seq))
-        seq += 1
-    if not deprecate_eof:
-        out.append(build_packet(b"\xfe\x00\x00\x02\x00", seq))
-        seq += 1
-    for row in rows:
-        out.append(build_packet(row, seq))
-        seq += 1
-    out.append(build_packet(b"\xfe\x00\x00\x02\x00" if not deprecate_eof else b"\xfe\x00\x00\x02\x00\x00\x00", seq))
-    return b"".join(out)
+    return _result(columns, rows, deprecate_eof, "logic_db", "t_order")
 
 
 def _relay(response: bytes, chunks: list[int], deprecate_eof: bool) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from dbmesh.kernel.merge.base import Fields, RowCodec, unsupported
 from dbmesh.kernel.merge.order import order_key
@@ -21,6 +21,24 @@ from dbmesh.kernel.plan import MergeSpec
 def mergeable_buffered(spec: MergeSpec) -> bool:
     """Whether merge_buffered takes this spec (the caller also needs every shard's rows at hand)."""
     return not spec.grouped and not spec.distinct
+
+
+class BufferedShard(Protocol):
+    """A shard answer as its cursor holds it: complete or not, and the rows it has buffered."""
+
+    done: bool
+    rows: list[bytes]
+
+
+def all_buffered(shards: Sequence[BufferedShard], max_rows: int) -> bool:
+    """Every shard's answer is complete, with at most `max_rows` rows held in all: nothing to wait for and small
+    enough to merge and send in one piece."""
+    held = 0
+    for shard in shards:
+        if not shard.done:
+            return False
+        held += len(shard.rows)
+    return held <= max_rows
 
 
 def merge_buffered(spec: MergeSpec, shards: Sequence[Sequence[bytes]], codec: RowCodec, out: list[bytes]) -> None:
